@@ -1,0 +1,176 @@
+//! `linear_forward`: y = x · Wᵀ with W stored [out, in] as in PyTorch's `nn.Linear`, no bias.
+//!
+//! Two paths, both against the same reference (`linear_reference`):
+//! - few rows (decode steps, label heads): each weight row is widened once and dotted with every
+//!   input row, output rows split across threads, so the weights are streamed from memory once;
+//! - many rows (prefill): weight tiles widened to f32 and multiplied with the `gemm` crate's
+//!   AVX-512/AVX2 kernels; f32 weights that are aligned in the memory map are used in place.
+
+use rayon::prelude::*;
+
+use super::{convert, simd};
+use crate::model::weights::WeightView;
+
+/// At or below this many input rows, the row-streaming path beats packing for a GEMM.
+const SMALL_BATCH_ROWS: usize = 8;
+/// Output rows per parallel task in the row-streaming path.
+const ROWS_PER_TASK: usize = 16;
+/// Elements of a widened weight tile in the GEMM path (16 MB of f32).
+const TILE_ELEMS: usize = 4 << 20;
+
+/// Scratch space reused across calls so that steady-state decoding does not allocate.
+#[derive(Default)]
+pub struct LinearScratch {
+    tile: Vec<f32>,
+    out_t: Vec<f32>,
+}
+
+/// y[t, o] = sum_i x[t, i] · w[o, i].
+pub fn linear_forward(
+    y: &mut [f32],     // [rows, out]
+    x: &[f32],         // [rows, in]
+    w: WeightView<'_>, // [out, in]
+    rows: usize,
+    scratch: &mut LinearScratch,
+) {
+    let (out, inp) = w.rows_cols();
+    assert_eq!(x.len(), rows * inp, "linear_forward: x is not [rows, in]");
+    assert_eq!(y.len(), rows * out, "linear_forward: y is not [rows, out]");
+    if rows == 0 {
+        return;
+    }
+    if rows <= SMALL_BATCH_ROWS {
+        linear_rows_streaming(y, x, w, rows, scratch);
+    } else {
+        linear_gemm(y, x, w, rows, scratch);
+    }
+}
+
+fn linear_rows_streaming(
+    y: &mut [f32],
+    x: &[f32],
+    w: WeightView<'_>,
+    rows: usize,
+    scratch: &mut LinearScratch,
+) {
+    let (out, inp) = w.rows_cols();
+    let elem = w.dtype.size();
+    let direct = convert::as_f32_slice(w.dtype, w.bytes);
+    // out_t is [out, rows]: each task owns a contiguous run of output rows.
+    scratch.out_t.resize(out * rows, 0.0);
+    scratch
+        .out_t
+        .par_chunks_mut(ROWS_PER_TASK * rows)
+        .enumerate()
+        .for_each_init(
+            || vec![0f32; inp],
+            |row_buf, (task, out_t)| {
+                let first = task * ROWS_PER_TASK;
+                for (r, dst) in out_t.chunks_mut(rows).enumerate() {
+                    let o = first + r;
+                    let w_row: &[f32] = match direct {
+                        Some(all) => &all[o * inp..(o + 1) * inp],
+                        None => {
+                            let bytes = &w.bytes[o * inp * elem..(o + 1) * inp * elem];
+                            convert::to_f32(w.dtype, bytes, row_buf);
+                            row_buf
+                        }
+                    };
+                    for (t, d) in dst.iter_mut().enumerate() {
+                        *d = simd::dot(w_row, &x[t * inp..(t + 1) * inp]);
+                    }
+                }
+            },
+        );
+    for t in 0..rows {
+        for o in 0..out {
+            y[t * out + o] = scratch.out_t[o * rows + t];
+        }
+    }
+}
+
+fn linear_gemm(
+    y: &mut [f32],
+    x: &[f32],
+    w: WeightView<'_>,
+    rows: usize,
+    scratch: &mut LinearScratch,
+) {
+    let (out, inp) = w.rows_cols();
+    if let Some(wf) = convert::as_f32_slice(w.dtype, w.bytes) {
+        gemm_xwt(y, out, 0, x, rows, inp, wf, out);
+        return;
+    }
+    let elem = w.dtype.size();
+    let tile_rows = (TILE_ELEMS / inp).clamp(1, out);
+    scratch.tile.resize(tile_rows * inp, 0.0);
+    let mut first = 0;
+    while first < out {
+        let n = tile_rows.min(out - first);
+        let tile = &mut scratch.tile[..n * inp];
+        let bytes = &w.bytes[first * inp * elem..(first + n) * inp * elem];
+        tile.par_chunks_mut(inp)
+            .zip(bytes.par_chunks(inp * elem))
+            .for_each(|(dst, src)| convert::to_f32(w.dtype, src, dst));
+        gemm_xwt(y, out, first, x, rows, inp, tile, n);
+        first += n;
+    }
+}
+
+/// y[:, col0..col0+n] = x · wᵀ for a row-major w of n rows.
+#[allow(clippy::too_many_arguments)]
+fn gemm_xwt(
+    y: &mut [f32], // [rows, y_cols]
+    y_cols: usize,
+    col0: usize,
+    x: &[f32], // [rows, inp]
+    rows: usize,
+    inp: usize,
+    w: &[f32], // [n, inp]
+    n: usize,
+) {
+    assert!(y.len() >= rows * y_cols && col0 + n <= y_cols);
+    assert!(x.len() >= rows * inp && w.len() >= n * inp);
+    // SAFETY: the asserts above bound every index gemm touches: dst (rows × n, row stride y_cols,
+    // starting at col0), lhs (rows × inp, row stride inp) and rhs = wᵀ (inp × n, read through
+    // w's row stride inp). The slices do not alias: y is borrowed mutably, x and w shared.
+    unsafe {
+        gemm::gemm(
+            rows,
+            n,
+            inp,
+            y.as_mut_ptr().add(col0),
+            1,
+            y_cols as isize,
+            false,
+            x.as_ptr(),
+            1,
+            inp as isize,
+            w.as_ptr(),
+            inp as isize,
+            1,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::Rayon(rayon::current_num_threads()),
+        );
+    }
+}
+
+/// The specification: widened weights, plain f64-accumulated loops.
+pub fn linear_reference(y: &mut [f32], x: &[f32], w: WeightView<'_>, rows: usize) {
+    let (out, inp) = w.rows_cols();
+    let mut wf = vec![0f32; out * inp];
+    convert::to_f32(w.dtype, w.bytes, &mut wf);
+    for t in 0..rows {
+        for o in 0..out {
+            let mut acc = 0f64;
+            for i in 0..inp {
+                acc += x[t * inp + i] as f64 * wf[o * inp + i] as f64;
+            }
+            y[t * out + o] = acc as f32;
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! The CPU backend: the specification of every operation the models need, in f32, using both
+//! cores through rayon. Weights are read in their stored dtype (f32, f16, bf16) straight from the
+//! memory map and widened to f32 just before use.
+
+pub mod activation;
+pub mod attention;
+pub mod convert;
+pub mod embedding;
+pub mod linear;
+pub mod norm;
+pub mod rope;
+pub mod simd;

@@ -1,0 +1,126 @@
+//! The `kpg` command line: argument definitions and dispatch. Each subcommand turns its raw
+//! arguments into a validated config before doing any work.
+
+mod debug;
+mod synth;
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::error::{KpgError, Result};
+use crate::kv_cache::DEFAULT_BLOCK_SIZE;
+
+#[derive(Parser, Debug)]
+#[command(name = "kpg", version, about = "Keyphrase generation: a One2Set generator and an LLM selector")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Check a model from outside: logits and greedy continuations as JSON.
+    #[command(subcommand)]
+    Debug(DebugCommand),
+    /// Write a random-weight model in the Hugging Face layout (tests, benchmarks).
+    Synth(SynthArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DebugCommand {
+    /// Print `{"logits": [[...], ...]}`: one row of vocabulary logits per input position.
+    Logits(LogitsArgs),
+    /// Print `{"ids": [...]}`: the new tokens of a greedy continuation, decoded token by token.
+    Generate(GenerateArgs),
+}
+
+/// What both debug commands take: a model and its input.
+#[derive(Args, Debug)]
+pub struct ModelInput {
+    /// Model directory (config.json, *.safetensors, optional tokenizer.json).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Input token ids, comma separated (for example `1,5,9`).
+    #[arg(long, value_delimiter = ',', required_unless_present = "text", conflicts_with = "text")]
+    pub ids: Option<Vec<u32>>,
+    /// Input text, encoded with the model's tokenizer.json (instead of --ids).
+    #[arg(long)]
+    pub text: Option<String>,
+    /// Tokens per prefill step: longer inputs go through the KV cache in chunks of this size.
+    #[arg(long, default_value_t = 512)]
+    pub chunk: usize,
+    /// Tokens per KV-cache block.
+    #[arg(long, default_value_t = DEFAULT_BLOCK_SIZE)]
+    pub block_size: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct LogitsArgs {
+    #[command(flatten)]
+    pub input: ModelInput,
+}
+
+#[derive(Args, Debug)]
+pub struct GenerateArgs {
+    #[command(flatten)]
+    pub input: ModelInput,
+    /// Most new tokens to generate.
+    #[arg(long)]
+    pub max_new_tokens: usize,
+    /// Keep going after an end-of-sequence token (by default generation stops after one, as
+    /// transformers' generate does).
+    #[arg(long)]
+    pub ignore_eos: bool,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arch {
+    Llama,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DTypeArg {
+    F32,
+    F16,
+    Bf16,
+}
+
+#[derive(Args, Debug)]
+pub struct SynthArgs {
+    /// Model architecture.
+    #[arg(long, value_enum, default_value = "llama")]
+    pub arch: Arch,
+    /// Size preset: tiny (a few MB), small (about 60M parameters), llama2-7b, llama3-8b.
+    #[arg(long, default_value = "tiny")]
+    pub preset: String,
+    /// Storage dtype of the weights.
+    #[arg(long, value_enum, default_value = "f32")]
+    pub dtype: DTypeArg,
+    /// Seed: the same seed gives the same weights.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Output directory (created if needed).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Runs the command and returns the process exit code.
+pub fn run(cli: Cli) -> Result<i32> {
+    match cli.command {
+        Command::Debug(DebugCommand::Logits(args)) => debug::logits(args),
+        Command::Debug(DebugCommand::Generate(args)) => debug::generate(args),
+        Command::Synth(args) => synth::synth(args),
+    }
+}
+
+/// Writes a line to stdout; a closed pipe (`kpg ... | head`) is not an error.
+pub(crate) fn print_line(line: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{line}").and_then(|_| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(KpgError::io("<stdout>", e)),
+    }
+}

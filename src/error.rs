@@ -1,0 +1,110 @@
+//! The library's error type. Every variant names the file, tensor or field that is wrong, so that a
+//! user with a bad model directory or a bad input learns what to fix without a backtrace.
+
+use std::path::PathBuf;
+
+/// Result with [`KpgError`].
+pub type Result<T, E = KpgError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KpgError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("{path}: file not found")]
+    MissingFile { path: PathBuf },
+
+    #[error("{path}: not valid JSON: {source}")]
+    Json {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+
+    #[error("{path}: field `{field}`: {reason}")]
+    Config {
+        path: PathBuf,
+        field: String,
+        reason: String,
+    },
+
+    #[error("{path}: not a valid safetensors file: {reason}")]
+    SafeTensors { path: PathBuf, reason: String },
+
+    #[error("{path}: tensor `{name}` is missing")]
+    MissingTensor { name: String, path: PathBuf },
+
+    #[error("{path}: tensor `{name}` has shape {got:?}, expected {expected:?}")]
+    TensorShape {
+        name: String,
+        path: PathBuf,
+        expected: Vec<usize>,
+        got: Vec<usize>,
+    },
+
+    #[error("{path}: tensor `{name}` has dtype {dtype}, which kpg does not support (f32, f16, bf16)")]
+    UnsupportedDtype {
+        name: String,
+        path: PathBuf,
+        dtype: String,
+    },
+
+    #[error("{index}: shard `{shard}` named for tensor `{tensor}` does not exist")]
+    MissingShard {
+        index: PathBuf,
+        shard: String,
+        tensor: String,
+    },
+
+    #[error("{path}: tokenizer: {reason}")]
+    Tokenizer { path: PathBuf, reason: String },
+
+    #[error("{op}: shape mismatch: expected {expected}, got {got}")]
+    Shape {
+        op: &'static str,
+        expected: String,
+        got: String,
+    },
+
+    #[error("token id {id} is outside the vocabulary of {vocab_size}")]
+    TokenOutOfRange { id: u32, vocab_size: usize },
+
+    #[error(
+        "sequence of {needed} tokens does not fit: the model takes at most {limit} positions"
+    )]
+    ContextTooLong { needed: usize, limit: usize },
+
+    #[error("KV cache is full: {needed} more blocks needed, {free} free of {total}")]
+    CacheFull {
+        needed: usize,
+        free: usize,
+        total: usize,
+    },
+
+    #[error("{0}")]
+    InvalidArgument(String),
+}
+
+impl KpgError {
+    /// Wraps an I/O error with the path it happened on; a missing file gets its own variant.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        let path = path.into();
+        if source.kind() == std::io::ErrorKind::NotFound {
+            KpgError::MissingFile { path }
+        } else {
+            KpgError::Io { path, source }
+        }
+    }
+
+    pub fn config(path: impl Into<PathBuf>, field: &str, reason: impl Into<String>) -> Self {
+        KpgError::Config {
+            path: path.into(),
+            field: field.to_string(),
+            reason: reason.into(),
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! kpg: keyphrase generation in the generate-then-select style of "One2Set + Large Language Model:
+//! Best Partners for Keyphrase Generation" (EMNLP 2024). A One2Set generator proposes candidates;
+//! a LLaMA-architecture selector keeps the right ones.
+//!
+//! This crate is the engine: model loading (Hugging Face layout, memory-mapped safetensors), a CPU
+//! reference backend, the paged KV cache, the models, and the `kpg` command line.
+
+pub mod backend;
+pub mod cli;
+pub mod error;
+pub mod generate;
+pub mod kv_cache;
+pub mod model;
+pub mod synth;
+pub mod tokenizer;
+
+pub use error::{KpgError, Result};

@@ -1,0 +1,293 @@
+//! The LLaMA-architecture causal LM (transformers' `LlamaForCausalLM`), forward only, over the
+//! paged KV cache. Pre-norm blocks: x += o_proj(attn(rope(q), rope(k), v)) of rmsnorm(x), then
+//! x += down(silu(gate) · up) of rmsnorm(x); a final RMSNorm and the LM head.
+//!
+//! A forward call takes a batch of sequences, each contributing a chunk of new tokens of any
+//! length (a prefill chunk, or one token when decoding), and appends them to the cache.
+
+use std::path::{Path, PathBuf};
+
+use crate::backend::cpu::activation::{residual_add_forward, silu_mul_forward};
+use crate::backend::cpu::attention::{paged_attention_forward, TokenContext};
+use crate::backend::cpu::embedding::embedding_forward;
+use crate::backend::cpu::linear::{linear_forward, LinearScratch};
+use crate::backend::cpu::norm::rmsnorm_forward;
+use crate::backend::cpu::rope::RopeTable;
+use crate::backend::cpu::convert;
+use crate::error::{KpgError, Result};
+use crate::kv_cache::{BlockTable, CacheCapacity, CacheShape, PagedKvCache};
+use crate::model::config::LlamaConfig;
+use crate::model::weights::{TensorRef, WeightFiles};
+use crate::tokenizer::Tokenizer;
+
+struct LlamaLayer {
+    input_norm: Vec<f32>, // [hidden]
+    q_proj: TensorRef,    // [num_heads*head_dim, hidden]
+    k_proj: TensorRef,    // [num_kv_heads*head_dim, hidden]
+    v_proj: TensorRef,    // [num_kv_heads*head_dim, hidden]
+    o_proj: TensorRef,    // [hidden, num_heads*head_dim]
+    post_norm: Vec<f32>,  // [hidden]
+    gate_proj: TensorRef, // [intermediate, hidden]
+    up_proj: TensorRef,   // [intermediate, hidden]
+    down_proj: TensorRef, // [hidden, intermediate]
+}
+
+pub struct Llama {
+    pub config: LlamaConfig,
+    pub dir: PathBuf,
+    /// `tokenizer.json`, when the directory has one (the debug commands work on ids alone).
+    pub tokenizer: Option<Tokenizer>,
+    files: WeightFiles,
+    embed: TensorRef, // [vocab, hidden]
+    layers: Vec<LlamaLayer>,
+    final_norm: Vec<f32>, // [hidden]
+    lm_head: TensorRef,   // [vocab, hidden]; the embedding when tied
+    rope: RopeTable,
+}
+
+/// Which rows of logits a forward pass computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogitRows {
+    /// One row per input token (teacher forcing, `kpg debug logits`).
+    All,
+    /// One row per sequence, for its last token (generation).
+    Last,
+    /// None (a prefill chunk that is not the last).
+    None,
+}
+
+/// One sequence's part of a batch: its cache blocks and the new tokens to append.
+pub struct SeqChunk<'a> {
+    pub table: &'a mut BlockTable,
+    pub tokens: &'a [u32],
+}
+
+/// Scratch buffers for one batch shape, grown on demand and reused, so that steady-state decoding
+/// does not allocate.
+#[derive(Default)]
+pub struct LlamaWorkspace {
+    x: Vec<f32>,      // [tokens, hidden] residual stream
+    h: Vec<f32>,      // [tokens, hidden] normed input of a sub-block
+    q: Vec<f32>,      // [tokens, num_heads*head_dim]
+    k: Vec<f32>,      // [tokens, num_kv_heads*head_dim]
+    v: Vec<f32>,      // [tokens, num_kv_heads*head_dim]
+    attn: Vec<f32>,   // [tokens, num_heads*head_dim]
+    proj: Vec<f32>,   // [tokens, hidden]
+    gate: Vec<f32>,   // [tokens, intermediate]
+    up: Vec<f32>,     // [tokens, intermediate]
+    last: Vec<f32>,   // [rows, hidden] hidden states whose logits are wanted
+    logits: Vec<f32>, // [rows, vocab]
+    ids: Vec<u32>,        // [tokens]
+    token_seq: Vec<u32>,  // [tokens]
+    token_pos: Vec<u32>,  // [tokens]
+    slot_mapping: Vec<usize>, // [tokens]
+    linear: LinearScratch,
+}
+
+fn grow(buf: &mut Vec<f32>, n: usize) -> &mut [f32] {
+    if buf.len() < n {
+        buf.resize(n, 0.0);
+    }
+    &mut buf[..n]
+}
+
+impl Llama {
+    /// Loads a Hugging Face LLaMA directory: config, memory-mapped weights, optional tokenizer.
+    pub fn load(dir: &Path) -> Result<Self> {
+        if !dir.is_dir() {
+            return Err(KpgError::MissingFile {
+                path: dir.to_path_buf(),
+            });
+        }
+        let config = LlamaConfig::from_dir(dir)?;
+        let files = WeightFiles::open(dir)?;
+        let c = &config;
+        let (hidden, inter) = (c.hidden_size, c.intermediate_size);
+        let norm = |name: &str| -> Result<Vec<f32>> {
+            let t = files.get(name, &[hidden])?;
+            let mut out = vec![0f32; hidden];
+            convert::to_f32(t.dtype, files.view(&t).bytes, &mut out);
+            Ok(out)
+        };
+        let mut layers = Vec::with_capacity(c.num_hidden_layers);
+        for i in 0..c.num_hidden_layers {
+            let p = format!("model.layers.{i}");
+            layers.push(LlamaLayer {
+                input_norm: norm(&format!("{p}.input_layernorm.weight"))?,
+                q_proj: files.get(&format!("{p}.self_attn.q_proj.weight"), &[c.q_dim(), hidden])?,
+                k_proj: files.get(&format!("{p}.self_attn.k_proj.weight"), &[c.kv_dim(), hidden])?,
+                v_proj: files.get(&format!("{p}.self_attn.v_proj.weight"), &[c.kv_dim(), hidden])?,
+                o_proj: files.get(&format!("{p}.self_attn.o_proj.weight"), &[hidden, c.q_dim()])?,
+                post_norm: norm(&format!("{p}.post_attention_layernorm.weight"))?,
+                gate_proj: files.get(&format!("{p}.mlp.gate_proj.weight"), &[inter, hidden])?,
+                up_proj: files.get(&format!("{p}.mlp.up_proj.weight"), &[inter, hidden])?,
+                down_proj: files.get(&format!("{p}.mlp.down_proj.weight"), &[hidden, inter])?,
+            });
+        }
+        let embed = files.get("model.embed_tokens.weight", &[c.vocab_size, hidden])?;
+        // Tied checkpoints usually omit lm_head.weight; transformers ignores it when present.
+        let lm_head = if c.tie_word_embeddings {
+            embed.clone()
+        } else {
+            files.get("lm_head.weight", &[c.vocab_size, hidden])?
+        };
+        let final_norm = norm("model.norm.weight")?;
+        let tok_path = dir.join("tokenizer.json");
+        let tokenizer = if tok_path.exists() {
+            Some(Tokenizer::from_file(&tok_path)?)
+        } else {
+            None
+        };
+        Ok(Llama {
+            rope: RopeTable::new(&c.rope, c.head_dim),
+            config,
+            dir: dir.to_path_buf(),
+            tokenizer,
+            files,
+            embed,
+            layers,
+            final_norm,
+            lm_head,
+        })
+    }
+
+    pub fn cache_shape(&self) -> CacheShape {
+        CacheShape {
+            num_layers: self.config.num_hidden_layers,
+            num_kv_heads: self.config.num_key_value_heads,
+            head_dim: self.config.head_dim,
+        }
+    }
+
+    pub fn new_cache(&self, capacity: CacheCapacity, block_size: usize) -> Result<PagedKvCache> {
+        PagedKvCache::new(self.cache_shape(), capacity, block_size)
+    }
+
+    /// Appends each sequence's chunk to the cache and returns the requested logits
+    /// (`[rows, vocab]`, rows in batch order). On error nothing is appended.
+    pub fn forward<'w>(
+        &self,
+        cache: &mut PagedKvCache,
+        ws: &'w mut LlamaWorkspace,
+        batch: &mut [SeqChunk<'_>],
+        which: LogitRows,
+    ) -> Result<&'w [f32]> {
+        let c = &self.config;
+        for chunk in batch.iter() {
+            let needed = chunk.table.num_tokens() + chunk.tokens.len();
+            if needed > c.max_position_embeddings {
+                return Err(KpgError::ContextTooLong {
+                    needed,
+                    limit: c.max_position_embeddings,
+                });
+            }
+            if let Some(&id) = chunk.tokens.iter().find(|&&id| id as usize >= c.vocab_size) {
+                return Err(KpgError::TokenOutOfRange {
+                    id,
+                    vocab_size: c.vocab_size,
+                });
+            }
+        }
+        let total_blocks: usize = batch
+            .iter()
+            .map(|s| cache.blocks_needed(s.table, s.tokens.len()))
+            .sum();
+        if total_blocks > cache.allocator().num_free() {
+            return Err(KpgError::CacheFull {
+                needed: total_blocks,
+                free: cache.allocator().num_free(),
+                total: cache.allocator().num_blocks(),
+            });
+        }
+        for s in batch.iter_mut() {
+            cache.reserve(s.table, s.tokens.len())?;
+        }
+
+        let tokens: usize = batch.iter().map(|s| s.tokens.len()).sum();
+        ws.ids.clear();
+        ws.token_seq.clear();
+        ws.token_pos.clear();
+        ws.slot_mapping.clear();
+        for (i, s) in batch.iter().enumerate() {
+            let start = s.table.num_tokens();
+            for (j, &id) in s.tokens.iter().enumerate() {
+                ws.ids.push(id);
+                ws.token_seq.push(i as u32);
+                ws.token_pos.push((start + j) as u32);
+                ws.slot_mapping.push(cache.slot(s.table, start + j));
+            }
+        }
+
+        let (hidden, inter) = (c.hidden_size, c.intermediate_size);
+        let (q_dim, kv_dim) = (c.q_dim(), c.kv_dim());
+        grow(&mut ws.x, tokens * hidden);
+        embedding_forward(&mut ws.x[..tokens * hidden], &ws.ids, self.files.view(&self.embed));
+
+        for (l, layer) in self.layers.iter().enumerate() {
+            let x = &mut ws.x[..tokens * hidden];
+            let h = grow(&mut ws.h, tokens * hidden);
+            rmsnorm_forward(h, x, &layer.input_norm, c.rms_norm_eps);
+            let q = grow(&mut ws.q, tokens * q_dim);
+            linear_forward(q, h, self.files.view(&layer.q_proj), tokens, &mut ws.linear);
+            let k = grow(&mut ws.k, tokens * kv_dim);
+            linear_forward(k, h, self.files.view(&layer.k_proj), tokens, &mut ws.linear);
+            let v = grow(&mut ws.v, tokens * kv_dim);
+            linear_forward(v, h, self.files.view(&layer.v_proj), tokens, &mut ws.linear);
+            self.rope.rope_forward(q, &ws.token_pos);
+            self.rope.rope_forward(k, &ws.token_pos);
+            cache.write_kv(l, &ws.slot_mapping, k, v);
+
+            let tables: Vec<&[u32]> = batch.iter().map(|s| s.table.blocks()).collect();
+            let ctx = TokenContext {
+                token_seq: &ws.token_seq,
+                token_pos: &ws.token_pos,
+                block_tables: &tables,
+            };
+            let attn = grow(&mut ws.attn, tokens * q_dim);
+            paged_attention_forward(attn, q, cache.layer(l), &ctx, c.num_attention_heads);
+            let proj = grow(&mut ws.proj, tokens * hidden);
+            linear_forward(proj, attn, self.files.view(&layer.o_proj), tokens, &mut ws.linear);
+            residual_add_forward(x, proj);
+
+            rmsnorm_forward(h, x, &layer.post_norm, c.rms_norm_eps);
+            let gate = grow(&mut ws.gate, tokens * inter);
+            linear_forward(gate, h, self.files.view(&layer.gate_proj), tokens, &mut ws.linear);
+            let up = grow(&mut ws.up, tokens * inter);
+            linear_forward(up, h, self.files.view(&layer.up_proj), tokens, &mut ws.linear);
+            silu_mul_forward(gate, up);
+            linear_forward(proj, gate, self.files.view(&layer.down_proj), tokens, &mut ws.linear);
+            residual_add_forward(x, proj);
+        }
+        for s in batch.iter_mut() {
+            cache.advance(s.table, s.tokens.len());
+        }
+
+        // Only the rows whose logits are wanted go through the final norm and the LM head.
+        let x = &ws.x[..tokens * hidden];
+        let rows = match which {
+            LogitRows::None => return Ok(&ws.logits[..0]),
+            LogitRows::All => {
+                grow(&mut ws.last, tokens * hidden).copy_from_slice(x);
+                tokens
+            }
+            LogitRows::Last => {
+                let last = grow(&mut ws.last, batch.len() * hidden);
+                let mut end = 0;
+                for (i, s) in batch.iter().enumerate() {
+                    end += s.tokens.len();
+                    let t = end.checked_sub(1).ok_or_else(|| {
+                        KpgError::InvalidArgument("a sequence in the batch has no new tokens".into())
+                    })?;
+                    last[i * hidden..(i + 1) * hidden]
+                        .copy_from_slice(&x[t * hidden..(t + 1) * hidden]);
+                }
+                batch.len()
+            }
+        };
+        let h = grow(&mut ws.h, rows * hidden);
+        rmsnorm_forward(h, &ws.last[..rows * hidden], &self.final_norm, c.rms_norm_eps);
+        let logits = grow(&mut ws.logits, rows * c.vocab_size);
+        linear_forward(logits, h, self.files.view(&self.lm_head), rows, &mut ws.linear);
+        Ok(&ws.logits[..rows * c.vocab_size])
+    }
+}

@@ -1,0 +1,278 @@
+//! Memory-mapped safetensors weights: one `model.safetensors`, or shards listed by
+//! `model.safetensors.index.json`. Only headers are parsed at load time; tensor bytes stay in the
+//! page cache and are read in place, so loading a 7B checkpoint costs a few page faults, not 13 GB
+//! of copies.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use memmap2::Mmap;
+use serde_json::Value;
+
+use crate::error::{KpgError, Result};
+use crate::model::config::read_json;
+
+/// Storage dtypes kpg reads; compute is f32 on the CPU backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DType {
+    F32,
+    F16,
+    BF16,
+}
+
+impl DType {
+    pub fn size(self) -> usize {
+        match self {
+            DType::F32 => 4,
+            DType::F16 | DType::BF16 => 2,
+        }
+    }
+
+    /// The name used in safetensors headers.
+    pub fn safetensors_name(self) -> &'static str {
+        match self {
+            DType::F32 => "F32",
+            DType::F16 => "F16",
+            DType::BF16 => "BF16",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<DType> {
+        match name.to_ascii_lowercase().as_str() {
+            "f32" | "float32" => Some(DType::F32),
+            "f16" | "float16" => Some(DType::F16),
+            "bf16" | "bfloat16" => Some(DType::BF16),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for DType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.safetensors_name())
+    }
+}
+
+/// Where a tensor's bytes are: which shard, and the byte range inside the shard's memory map.
+#[derive(Debug, Clone)]
+pub struct TensorRef {
+    pub name: String,
+    pub shard: usize,
+    pub start: usize,
+    pub end: usize,
+    pub dtype: DType,
+    pub shape: Vec<usize>,
+}
+
+impl TensorRef {
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+}
+
+/// A tensor's bytes with their dtype and shape, borrowed from the memory map.
+#[derive(Debug, Clone, Copy)]
+pub struct WeightView<'a> {
+    pub dtype: DType,
+    pub shape: &'a [usize],
+    pub bytes: &'a [u8],
+}
+
+impl WeightView<'_> {
+    /// Rows and columns of a 2-D tensor (a 1-D tensor is one row).
+    pub fn rows_cols(&self) -> (usize, usize) {
+        match self.shape {
+            [n] => (1, *n),
+            [r, c] => (*r, *c),
+            _ => (self.shape[0], self.shape[1..].iter().product()),
+        }
+    }
+}
+
+struct Shard {
+    path: PathBuf,
+    map: Mmap,
+}
+
+/// All safetensors files of a model directory, mapped, with an index of every tensor.
+pub struct WeightFiles {
+    dir: PathBuf,
+    shards: Vec<Shard>,
+    tensors: HashMap<String, TensorRef>,
+}
+
+impl WeightFiles {
+    /// Opens `model.safetensors`, or the shards named by `model.safetensors.index.json`.
+    pub fn open(dir: &Path) -> Result<Self> {
+        let single = dir.join("model.safetensors");
+        let index = dir.join("model.safetensors.index.json");
+        let mut files = WeightFiles {
+            dir: dir.to_path_buf(),
+            shards: Vec::new(),
+            tensors: HashMap::new(),
+        };
+        if index.exists() {
+            files.open_sharded(&index)?;
+        } else if single.exists() {
+            files.add_shard(&single, None)?;
+        } else {
+            return Err(KpgError::MissingFile { path: single });
+        }
+        Ok(files)
+    }
+
+    fn open_sharded(&mut self, index: &Path) -> Result<()> {
+        let json = read_json(index)?;
+        let map = json
+            .get("weight_map")
+            .and_then(Value::as_object)
+            .ok_or_else(|| KpgError::config(index, "weight_map", "missing or not an object"))?;
+        // Which tensors each shard should hold, so a shard that lacks one is caught at load.
+        let mut by_shard: Vec<(String, Vec<String>)> = Vec::new();
+        for (tensor, shard) in map {
+            let shard = shard.as_str().ok_or_else(|| {
+                KpgError::config(index, &format!("weight_map.{tensor}"), "must be a file name")
+            })?;
+            match by_shard.iter_mut().find(|(s, _)| s == shard) {
+                Some((_, names)) => names.push(tensor.clone()),
+                None => by_shard.push((shard.to_string(), vec![tensor.clone()])),
+            }
+        }
+        by_shard.sort();
+        for (shard, names) in by_shard {
+            let path = self.dir.join(&shard);
+            if !path.exists() {
+                return Err(KpgError::MissingShard {
+                    index: index.to_path_buf(),
+                    shard,
+                    tensor: names[0].clone(),
+                });
+            }
+            self.add_shard(&path, Some(&names))?;
+        }
+        Ok(())
+    }
+
+    /// Maps one file and records its tensors; with `expected`, only those names are taken from it.
+    fn add_shard(&mut self, path: &Path, expected: Option<&[String]>) -> Result<()> {
+        let file = File::open(path).map_err(|e| KpgError::io(path, e))?;
+        // SAFETY: the map is read-only and kpg never writes model files while serving them; a file
+        // truncated under us by another process would fault, as it would for any mmap-based loader.
+        let map = unsafe { Mmap::map(&file) }.map_err(|e| KpgError::io(path, e))?;
+        let corrupt = |reason: String| KpgError::SafeTensors {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let (header_len, metadata) = safetensors::SafeTensors::read_metadata(&map)
+            .map_err(|e| corrupt(format!("{e:?}")))?;
+        let data_start = 8 + header_len;
+        let shard_idx = self.shards.len();
+        for (name, info) in metadata.tensors() {
+            if let Some(names) = expected {
+                if !names.iter().any(|n| n == &name) {
+                    continue;
+                }
+            }
+            let dtype = match info.dtype {
+                safetensors::Dtype::F32 => DType::F32,
+                safetensors::Dtype::F16 => DType::F16,
+                safetensors::Dtype::BF16 => DType::BF16,
+                other => {
+                    return Err(KpgError::UnsupportedDtype {
+                        name,
+                        path: path.to_path_buf(),
+                        dtype: format!("{other:?}"),
+                    })
+                }
+            };
+            let (start, end) = info.data_offsets;
+            let numel: usize = info.shape.iter().product();
+            if end - start != numel * dtype.size() {
+                return Err(corrupt(format!(
+                    "tensor `{name}` holds {} bytes for shape {:?}",
+                    end - start,
+                    info.shape
+                )));
+            }
+            self.tensors.insert(
+                name.clone(),
+                TensorRef {
+                    name,
+                    shard: shard_idx,
+                    start: data_start + start,
+                    end: data_start + end,
+                    dtype,
+                    shape: info.shape.clone(),
+                },
+            );
+        }
+        if let Some(names) = expected {
+            if let Some(missing) = names.iter().find(|n| !self.tensors.contains_key(*n)) {
+                return Err(KpgError::MissingTensor {
+                    name: missing.clone(),
+                    path: path.to_path_buf(),
+                });
+            }
+        }
+        self.shards.push(Shard {
+            path: path.to_path_buf(),
+            map,
+        });
+        Ok(())
+    }
+
+    /// The tensor `name`, checked against the shape the model expects.
+    pub fn get(&self, name: &str, expected: &[usize]) -> Result<TensorRef> {
+        let t = self
+            .tensors
+            .get(name)
+            .ok_or_else(|| KpgError::MissingTensor {
+                name: name.to_string(),
+                path: self.describe_location(),
+            })?;
+        if t.shape != expected {
+            return Err(KpgError::TensorShape {
+                name: name.to_string(),
+                path: self.shards[t.shard].path.clone(),
+                expected: expected.to_vec(),
+                got: t.shape.clone(),
+            });
+        }
+        Ok(t.clone())
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.tensors.contains_key(name)
+    }
+
+    pub fn view<'a>(&'a self, t: &'a TensorRef) -> WeightView<'a> {
+        WeightView {
+            dtype: t.dtype,
+            shape: &t.shape,
+            bytes: &self.shards[t.shard].map[t.start..t.end],
+        }
+    }
+
+    /// The weights file, or the index when sharded: where a missing tensor was looked for.
+    fn describe_location(&self) -> PathBuf {
+        if self.shards.len() == 1 {
+            self.shards[0].path.clone()
+        } else {
+            self.dir.join("model.safetensors.index.json")
+        }
+    }
+
+    /// The dtype most tensors are stored in (for reporting).
+    pub fn main_dtype(&self) -> Option<DType> {
+        let mut counts = [0usize; 3];
+        for t in self.tensors.values() {
+            counts[t.dtype as usize] += t.numel();
+        }
+        let best = (0..3).max_by_key(|&i| counts[i])?;
+        [DType::F32, DType::F16, DType::BF16]
+            .get(best)
+            .copied()
+            .filter(|_| counts[best] > 0)
+    }
+}

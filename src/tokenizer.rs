@@ -1,0 +1,60 @@
+//! `tokenizer.json` through Hugging Face's tokenizers crate.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{KpgError, Result};
+
+pub struct Tokenizer {
+    inner: tokenizers::Tokenizer,
+    path: PathBuf,
+}
+
+impl Tokenizer {
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let inner = tokenizers::Tokenizer::from_file(path).map_err(|e| {
+            if !path.exists() {
+                KpgError::MissingFile {
+                    path: path.to_path_buf(),
+                }
+            } else {
+                KpgError::Tokenizer {
+                    path: path.to_path_buf(),
+                    reason: e.to_string(),
+                }
+            }
+        })?;
+        Ok(Tokenizer {
+            inner,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn encode(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>> {
+        let enc = self
+            .inner
+            .encode(text, add_special_tokens)
+            .map_err(|e| self.err(e))?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String> {
+        self.inner
+            .decode(ids, skip_special_tokens)
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn token_to_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    fn err(&self, e: impl std::fmt::Display) -> KpgError {
+        KpgError::Tokenizer {
+            path: self.path.clone(),
+            reason: e.to_string(),
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+/// ‖got − want‖ / ‖want‖ over the whole tensor.
+pub fn rel_error(got: &[f32], want: &[f32]) -> f64 {
+    assert_eq!(got.len(), want.len(), "length mismatch");
+    let (mut num, mut den) = (0f64, 0f64);
+    for (g, w) in got.iter().zip(want) {
+        num += (*g as f64 - *w as f64).powi(2);
+        den += (*w as f64).powi(2);
+    }
+    (num / den.max(1e-30)).sqrt()
+}
+
+/// Element-wise `|got − want| <= atol + rtol·|want|`, printing the worst element on failure.
+pub fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32) {
+    assert_eq!(got.len(), want.len(), "{what}: length mismatch");
+    let mut worst = (0usize, 0f32);
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        let excess = (g - w).abs() - (atol + rtol * w.abs());
+        if !(excess <= worst.1) {
+            worst = (i, if excess.is_nan() { f32::INFINITY } else { excess });
+        }
+    }
+    assert!(
+        worst.1 <= 0.0,
+        "{what}: element {} is {} vs {} (exceeds tolerance by {}); whole-tensor rel error {:.3e}",
+        worst.0,
+        got[worst.0],
+        want[worst.0],
+        worst.1,
+        rel_error(got, want)
+    );
+}
+
+/// Deterministic pseudo-random values in [-1, 1).
+pub fn random_vec(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+        })
+        .collect()
+}
+
+pub fn kpg_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_kpg"))
+}
