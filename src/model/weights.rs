@@ -164,8 +164,21 @@ impl WeightFiles {
             path: path.to_path_buf(),
             reason,
         };
-        let (header_len, metadata) = safetensors::SafeTensors::read_metadata(&map)
-            .map_err(|e| corrupt(format!("{e:?}")))?;
+        let (header_len, metadata) =
+            safetensors::SafeTensors::read_metadata(&map).map_err(|e| {
+                use safetensors::SafeTensorError as E;
+                corrupt(match e {
+                    E::MetadataIncompleteBuffer => format!(
+                        "truncated: the header describes more tensor data than the file's {} bytes",
+                        map.len()
+                    ),
+                    E::HeaderTooSmall | E::HeaderTooLarge | E::InvalidHeaderLength => format!(
+                        "the header length is impossible for a file of {} bytes",
+                        map.len()
+                    ),
+                    other => other.to_string(),
+                })
+            })?;
         let data_start = 8 + header_len;
         let shard_idx = self.shards.len();
         for (name, info) in metadata.tensors() {
