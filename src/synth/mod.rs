@@ -121,8 +121,20 @@ fn init_range(spec: &TensorSpec) -> (f32, f32) {
     }
 }
 
-/// Writes a random-weight LLaMA model directory with `config.json`, weights and `tokenizer.json`.
+/// Writes a random-weight LLaMA model directory with `config.json`, weights and `tokenizer.json`;
+/// models over 2 GiB are sharded.
 pub fn synth_llama(config: &LlamaConfig, dtype: DType, seed: u64, out: &Path) -> Result<()> {
+    synth_llama_sharded(config, dtype, seed, out, SHARD_BYTES)
+}
+
+/// As [`synth_llama`], with shards of at most `shard_bytes` and an index when there are several.
+pub fn synth_llama_sharded(
+    config: &LlamaConfig,
+    dtype: DType,
+    seed: u64,
+    out: &Path,
+    shard_bytes: usize,
+) -> Result<()> {
     std::fs::create_dir_all(out).map_err(|e| KpgError::io(out, e))?;
     let mut config = config.clone();
     config.dtype = Some(
@@ -143,8 +155,8 @@ pub fn synth_llama(config: &LlamaConfig, dtype: DType, seed: u64, out: &Path) ->
 
     let tensors = llama_tensors(&config);
     let total: usize = tensors.iter().map(|t| t.numel() * dtype.size()).sum();
-    let shards = if total > SHARD_BYTES {
-        plan_shards(&tensors, dtype, SHARD_BYTES)
+    let shards = if total > shard_bytes {
+        plan_shards(&tensors, dtype, shard_bytes)
     } else {
         vec![(0..tensors.len()).collect()]
     };
