@@ -66,7 +66,7 @@ fn find_nvcc() -> Option<PathBuf> {
     }
     let local = Path::new("local/cuda/bin/nvcc");
     if local.exists() {
-        return Some(local.canonicalize().ok()?);
+        return local.canonicalize().ok();
     }
     std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)

@@ -46,7 +46,9 @@ pub enum KpgError {
         got: Vec<usize>,
     },
 
-    #[error("{path}: tensor `{name}` has dtype {dtype}, which kpg does not support (f32, f16, bf16)")]
+    #[error(
+        "{path}: tensor `{name}` has dtype {dtype}, which kpg does not support (f32, f16, bf16)"
+    )]
     UnsupportedDtype {
         name: String,
         path: PathBuf,
@@ -73,9 +75,7 @@ pub enum KpgError {
     #[error("token id {id} is outside the vocabulary of {vocab_size}")]
     TokenOutOfRange { id: u32, vocab_size: usize },
 
-    #[error(
-        "sequence of {needed} tokens does not fit: the model takes at most {limit} positions"
-    )]
+    #[error("sequence of {needed} tokens does not fit: the model takes at most {limit} positions")]
     ContextTooLong { needed: usize, limit: usize },
 
     #[error("KV cache is full: {needed} more blocks needed, {free} free of {total}")]

@@ -119,7 +119,10 @@ pub fn greedy_generate(
         if active.is_empty() {
             break;
         }
-        let last_tokens: Vec<u32> = active.iter().map(|&i| *outputs[i].last().unwrap()).collect();
+        let last_tokens: Vec<u32> = active
+            .iter()
+            .map(|&i| *outputs[i].last().unwrap())
+            .collect();
         let mut batch: Vec<SeqChunk> = Vec::with_capacity(active.len());
         let mut k = 0;
         for (i, table) in tables.iter_mut().enumerate() {

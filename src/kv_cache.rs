@@ -39,7 +39,10 @@ impl BlockAllocator {
     }
 
     pub fn retain(&mut self, block: u32) {
-        debug_assert!(self.ref_counts[block as usize] > 0, "retain of a free block");
+        debug_assert!(
+            self.ref_counts[block as usize] > 0,
+            "retain of a free block"
+        );
         self.ref_counts[block as usize] += 1;
     }
 
@@ -109,7 +112,9 @@ pub struct PagedKvCache {
 impl PagedKvCache {
     pub fn new(shape: CacheShape, capacity: CacheCapacity, block_size: usize) -> Result<Self> {
         if block_size == 0 {
-            return Err(KpgError::InvalidArgument("block size must be at least 1".into()));
+            return Err(KpgError::InvalidArgument(
+                "block size must be at least 1".into(),
+            ));
         }
         let tokens = match capacity {
             CacheCapacity::Tokens(n) => n,
@@ -126,8 +131,12 @@ impl PagedKvCache {
             shape,
             block_size,
             // Zeroed allocations come from calloc: pages are only touched when written.
-            k: (0..shape.num_layers).map(|_| vec![0f32; per_layer]).collect(),
-            v: (0..shape.num_layers).map(|_| vec![0f32; per_layer]).collect(),
+            k: (0..shape.num_layers)
+                .map(|_| vec![0f32; per_layer])
+                .collect(),
+            v: (0..shape.num_layers)
+                .map(|_| vec![0f32; per_layer])
+                .collect(),
             allocator: BlockAllocator::new(num_blocks),
         })
     }
@@ -152,7 +161,9 @@ impl PagedKvCache {
     /// Physical blocks that `reserve(table, extra)` would take from the free list.
     pub fn blocks_needed(&self, table: &BlockTable, extra: usize) -> usize {
         let end = table.num_tokens + extra;
-        let grow = end.div_ceil(self.block_size).saturating_sub(table.blocks.len());
+        let grow = end
+            .div_ceil(self.block_size)
+            .saturating_sub(table.blocks.len());
         grow + self.shared_blocks_in(table, table.num_tokens, end).count()
     }
 
@@ -181,7 +192,9 @@ impl PagedKvCache {
             });
         }
         let end = table.num_tokens + extra;
-        let shared: Vec<usize> = self.shared_blocks_in(table, table.num_tokens, end).collect();
+        let shared: Vec<usize> = self
+            .shared_blocks_in(table, table.num_tokens, end)
+            .collect();
         for logical in shared {
             let old = table.blocks[logical];
             let new = self.allocator.allocate().expect("counted above");
@@ -280,8 +293,8 @@ mod tests {
             num_kv_heads: 2,
             head_dim: 4,
         };
-        // 64 bytes per token; 64 * 40 bytes hold 40 tokens, i.e. 3 blocks of 16 (rounded up).
-        let c = PagedKvCache::new(shape, CacheCapacity::Bytes(64 * 40), 16).unwrap();
+        // 128 bytes per token (K and V, 2 layers, 2 heads of 4 f32); 40 tokens round up to 3 blocks.
+        let c = PagedKvCache::new(shape, CacheCapacity::Bytes(128 * 40), 16).unwrap();
         assert_eq!(c.allocator().num_blocks(), 3);
         assert!(PagedKvCache::new(shape, CacheCapacity::Bytes(10), 16).is_err());
     }
@@ -295,7 +308,14 @@ mod tests {
         c.advance(&mut a, 9);
         let mut b = BlockTable::default();
         let err = c.reserve(&mut b, 1).unwrap_err();
-        assert!(matches!(err, KpgError::CacheFull { needed: 1, free: 0, .. }));
+        assert!(matches!(
+            err,
+            KpgError::CacheFull {
+                needed: 1,
+                free: 0,
+                ..
+            }
+        ));
         assert_eq!(b, BlockTable::default());
         c.release(&mut a);
         assert_eq!(c.allocator().num_free(), 3);

@@ -96,7 +96,11 @@ fn assert_cli_error(dir: &Path, needles: &[&str]) {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
-    assert_eq!(stderr.trim_end().lines().count(), 1, "not one line: {stderr}");
+    assert_eq!(
+        stderr.trim_end().lines().count(),
+        1,
+        "not one line: {stderr}"
+    );
     assert!(stderr.starts_with("kpg: error: "), "{stderr}");
     for n in needles {
         assert!(stderr.contains(n), "`{n}` not in: {stderr}");
@@ -113,12 +117,16 @@ fn missing_directory_and_files() {
 
     let (_t, dir) = copy_fixture("mha_f32_v5");
     std::fs::remove_file(dir.join("config.json")).unwrap();
-    assert!(matches!(load_err(&dir), KpgError::MissingFile { ref path } if path.ends_with("config.json")));
+    assert!(
+        matches!(load_err(&dir), KpgError::MissingFile { ref path } if path.ends_with("config.json"))
+    );
     assert_cli_error(&dir, &["config.json", "not found"]);
 
     let (_t, dir) = copy_fixture("mha_f32_v5");
     std::fs::remove_file(dir.join("model.safetensors")).unwrap();
-    assert!(matches!(load_err(&dir), KpgError::MissingFile { ref path } if path.ends_with("model.safetensors")));
+    assert!(
+        matches!(load_err(&dir), KpgError::MissingFile { ref path } if path.ends_with("model.safetensors"))
+    );
     assert_cli_error(&dir, &["model.safetensors", "not found"]);
 }
 
@@ -139,7 +147,10 @@ fn config_errors_name_the_field() {
 
     let (_t, dir) = copy_fixture("mha_f32_v5");
     edit_config(&dir, |c| {
-        c.insert("rope_parameters".into(), json!({"rope_type": "yarn", "factor": 4.0}));
+        c.insert(
+            "rope_parameters".into(),
+            json!({"rope_type": "yarn", "factor": 4.0}),
+        );
     });
     assert_cli_error(&dir, &["rope_parameters.rope_type", "yarn"]);
 
@@ -158,9 +169,20 @@ fn config_errors_name_the_field() {
 #[test]
 fn tensor_errors_name_the_tensor_and_file() {
     let (_t, dir) = copy_fixture("mha_f32_v5");
-    edit_tensors(&dir, |t| t.retain(|t| t.0 != "model.layers.1.mlp.up_proj.weight"));
-    assert!(matches!(load_err(&dir), KpgError::MissingTensor { ref name, .. } if name == "model.layers.1.mlp.up_proj.weight"));
-    assert_cli_error(&dir, &["model.safetensors", "model.layers.1.mlp.up_proj.weight", "missing"]);
+    edit_tensors(&dir, |t| {
+        t.retain(|t| t.0 != "model.layers.1.mlp.up_proj.weight")
+    });
+    assert!(
+        matches!(load_err(&dir), KpgError::MissingTensor { ref name, .. } if name == "model.layers.1.mlp.up_proj.weight")
+    );
+    assert_cli_error(
+        &dir,
+        &[
+            "model.safetensors",
+            "model.layers.1.mlp.up_proj.weight",
+            "missing",
+        ],
+    );
 
     let (_t, dir) = copy_fixture("mha_f32_v5");
     edit_tensors(&dir, |t| t.retain(|t| t.0 != "lm_head.weight"));
@@ -168,18 +190,32 @@ fn tensor_errors_name_the_tensor_and_file() {
 
     let (_t, dir) = copy_fixture("mha_f32_v5");
     edit_tensors(&dir, |t| {
-        let w = t.iter_mut().find(|t| t.0 == "model.layers.0.self_attn.k_proj.weight").unwrap();
+        let w = t
+            .iter_mut()
+            .find(|t| t.0 == "model.layers.0.self_attn.k_proj.weight")
+            .unwrap();
         w.2 = vec![32, 128];
     });
-    assert!(matches!(load_err(&dir), KpgError::TensorShape { ref name, .. } if name == "model.layers.0.self_attn.k_proj.weight"));
-    assert_cli_error(&dir, &["model.layers.0.self_attn.k_proj.weight", "[32, 128]", "[64, 64]"]);
+    assert!(
+        matches!(load_err(&dir), KpgError::TensorShape { ref name, .. } if name == "model.layers.0.self_attn.k_proj.weight")
+    );
+    assert_cli_error(
+        &dir,
+        &[
+            "model.layers.0.self_attn.k_proj.weight",
+            "[32, 128]",
+            "[64, 64]",
+        ],
+    );
 
     let (_t, dir) = copy_fixture("mha_f32_v5");
     edit_tensors(&dir, |t| {
         let w = t.iter_mut().find(|t| t.0 == "model.norm.weight").unwrap();
         w.1 = "I32".into();
     });
-    assert!(matches!(load_err(&dir), KpgError::UnsupportedDtype { ref name, .. } if name == "model.norm.weight"));
+    assert!(
+        matches!(load_err(&dir), KpgError::UnsupportedDtype { ref name, .. } if name == "model.norm.weight")
+    );
     assert_cli_error(&dir, &["model.safetensors", "model.norm.weight", "I32"]);
 }
 
@@ -212,7 +248,10 @@ fn sharded_index_errors() {
     let index = dir.join("model.safetensors.index.json");
     let shard = {
         let v: Value = serde_json::from_str(&std::fs::read_to_string(&index).unwrap()).unwrap();
-        v["weight_map"]["model.norm.weight"].as_str().unwrap().to_string()
+        v["weight_map"]["model.norm.weight"]
+            .as_str()
+            .unwrap()
+            .to_string()
     };
     std::fs::remove_file(dir.join(&shard)).unwrap();
     assert!(matches!(load_err(&dir), KpgError::MissingShard { shard: ref s, .. } if *s == shard));
@@ -228,7 +267,11 @@ fn sharded_index_errors() {
     assert_cli_error(&dir, &["model.phantom.weight", first.as_str().unwrap()]);
 
     let (_t, dir) = copy_fixture("sharded_gqa_f32_v4");
-    std::fs::write(dir.join("model.safetensors.index.json"), "{\"metadata\": {}}").unwrap();
+    std::fs::write(
+        dir.join("model.safetensors.index.json"),
+        "{\"metadata\": {}}",
+    )
+    .unwrap();
     assert_cli_error(&dir, &["model.safetensors.index.json", "weight_map"]);
 }
 
@@ -250,10 +293,21 @@ fn bad_input_ids_are_usage_errors() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("100000") && stderr.contains("vocabulary"), "{stderr}");
+    assert!(
+        stderr.contains("100000") && stderr.contains("vocabulary"),
+        "{stderr}"
+    );
 
     let out = std::process::Command::new(kpg_bin())
-        .args(["debug", "generate", "--max-new-tokens", "2", "--ids", "3,x", "--model"])
+        .args([
+            "debug",
+            "generate",
+            "--max-new-tokens",
+            "2",
+            "--ids",
+            "3,x",
+            "--model",
+        ])
         .arg(&dir)
         .output()
         .unwrap();

@@ -43,7 +43,8 @@ fn linear_paths_match_reference_in_every_dtype() {
                     linear_reference(&mut want, &x, view, rows);
                     let mut got = vec![f32::NAN; rows * out];
                     linear_forward(&mut got, &x, view, rows, &mut scratch);
-                    let what = format!("{dtype} out={out} in={inp} rows={rows} misalign={misalign}");
+                    let what =
+                        format!("{dtype} out={out} in={inp} rows={rows} misalign={misalign}");
                     // Sums of `inp` products of order one: scale atol with sqrt(inp).
                     assert_close(&what, &got, &want, ATOL * (inp as f32).sqrt(), RTOL);
                 }
@@ -58,8 +59,19 @@ struct Seq {
 }
 
 /// Runs one batch through paged attention and compares each sequence with the reference.
-fn check_paged_attention(seqs: &[Seq], heads: usize, kv_heads: usize, hd: usize, bs: usize, seed: u64) {
-    let total_blocks: usize = seqs.iter().map(|s| (s.context + s.chunk).div_ceil(bs)).sum::<usize>() + 3;
+fn check_paged_attention(
+    seqs: &[Seq],
+    heads: usize,
+    kv_heads: usize,
+    hd: usize,
+    bs: usize,
+    seed: u64,
+) {
+    let total_blocks: usize = seqs
+        .iter()
+        .map(|s| (s.context + s.chunk).div_ceil(bs))
+        .sum::<usize>()
+        + 3;
     let row = kv_heads * hd;
     // Unused slots stay NaN: reading one poisons the output.
     let mut k_cache = vec![f32::NAN; total_blocks * bs * row];
@@ -131,11 +143,26 @@ fn paged_attention_matches_contiguous_reference() {
                 seed += 1;
                 // Lengths 1, odd, long; prefill chunks, forced-text chunks and single decode tokens.
                 let seqs = [
-                    Seq { context: 0, chunk: 1 },
-                    Seq { context: 0, chunk: 37 },
-                    Seq { context: 19, chunk: 1 },
-                    Seq { context: 50, chunk: 7 },
-                    Seq { context: 3, chunk: 130 },
+                    Seq {
+                        context: 0,
+                        chunk: 1,
+                    },
+                    Seq {
+                        context: 0,
+                        chunk: 37,
+                    },
+                    Seq {
+                        context: 19,
+                        chunk: 1,
+                    },
+                    Seq {
+                        context: 50,
+                        chunk: 7,
+                    },
+                    Seq {
+                        context: 3,
+                        chunk: 130,
+                    },
                 ];
                 check_paged_attention(&seqs, heads, kv_heads, hd, bs, seed);
             }

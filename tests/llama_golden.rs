@@ -24,7 +24,11 @@ fn read_golden(dir: &Path) -> (String, Vec<Sequence>) {
     let text = std::fs::read_to_string(dir.join("golden.json")).unwrap();
     let g: Value = serde_json::from_str(&text).unwrap();
     let ids = |v: &Value| -> Vec<u32> {
-        v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as u32)
+            .collect()
     };
     let seqs = g["sequences"]
         .as_array()
@@ -36,7 +40,12 @@ fn read_golden(dir: &Path) -> (String, Vec<Sequence>) {
                 .as_array()
                 .unwrap()
                 .iter()
-                .flat_map(|row| row.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32))
+                .flat_map(|row| {
+                    row.as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|x| x.as_f64().unwrap() as f32)
+                })
                 .collect(),
             greedy: ids(&s["greedy"]["ids"]),
             gaps: s["greedy"]["top2_gap"]
@@ -69,9 +78,17 @@ fn check_greedy(case: &str, got: &[u32], want: &[u32], gaps: &[f64]) {
         if gap < 1e-3 {
             return;
         }
-        assert_eq!(got.get(step), Some(&w), "{case}: greedy step {step}: got {got:?}, want {want:?}");
+        assert_eq!(
+            got.get(step),
+            Some(&w),
+            "{case}: greedy step {step}: got {got:?}, want {want:?}"
+        );
     }
-    assert_eq!(got.len(), want.len(), "{case}: greedy length: got {got:?}, want {want:?}");
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "{case}: greedy length: got {got:?}, want {want:?}"
+    );
 }
 
 #[test]
@@ -139,13 +156,22 @@ fn debug_logits_command_matches_transformers() {
         .args(["--ids", &ids.join(",")])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let json: Value = serde_json::from_slice(&out.stdout).unwrap();
     let rows = json["logits"].as_array().unwrap();
     assert_eq!(rows.len(), seq.ids.len());
     let got: Vec<f32> = rows
         .iter()
-        .flat_map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32))
+        .flat_map(|r| {
+            r.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap() as f32)
+        })
         .collect();
     assert!(rel_error(&got, &seq.logits) <= 1e-3);
 
@@ -155,7 +181,11 @@ fn debug_logits_command_matches_transformers() {
         .args(["--ids", &ids.join(",")])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let json: Value = serde_json::from_slice(&out.stdout).unwrap();
     let got: Vec<u32> = json["ids"]
         .as_array()

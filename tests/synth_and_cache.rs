@@ -28,17 +28,31 @@ fn synth_is_deterministic_and_sharding_changes_nothing() {
     assert_ne!(read(&a), read(&c));
 
     let sharded = tempfile::tempdir().unwrap();
-    synth_llama_sharded(&llama_preset("tiny").unwrap(), DType::F32, 7, sharded.path(), 1 << 20)
-        .unwrap();
+    synth_llama_sharded(
+        &llama_preset("tiny").unwrap(),
+        DType::F32,
+        7,
+        sharded.path(),
+        1 << 20,
+    )
+    .unwrap();
     assert!(sharded.path().join("model.safetensors.index.json").exists());
     let shards = std::fs::read_dir(sharded.path())
         .unwrap()
         .filter(|e| {
-            let name = e.as_ref().unwrap().file_name().to_string_lossy().to_string();
+            let name = e
+                .as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .to_string();
             name.starts_with("model-000") && name.ends_with(".safetensors")
         })
         .count();
-    assert!(shards >= 4, "{shards} shards for a 4 MB model in 1 MB shards");
+    assert!(
+        shards >= 4,
+        "{shards} shards for a 4 MB model in 1 MB shards"
+    );
     let ids = [1u32, 50, 60, 70, 300, 2, 9];
     let opts = RunOptions::default();
     let one = teacher_forced_logits(&Llama::load(a.path()).unwrap(), &ids, &opts).unwrap();
@@ -49,7 +63,10 @@ fn synth_is_deterministic_and_sharding_changes_nothing() {
 #[test]
 fn synth_tokenizer_round_trips_text_and_keeps_labels_single_tokens() {
     let (_d, model) = tiny(DType::BF16, 1);
-    let tok = model.tokenizer.as_ref().expect("synth writes tokenizer.json");
+    let tok = model
+        .tokenizer
+        .as_ref()
+        .expect("synth writes tokenizer.json");
     assert_eq!(tok.vocab_size(), model.config.vocab_size);
     let text = "Keyphrases: safety problem; naïve Bayes (T/F)";
     let ids = tok.encode(text, false).unwrap();
@@ -97,7 +114,11 @@ fn block_size_and_chunking_do_not_change_logits() {
 fn forked_prefix_shares_blocks_and_matches_unshared_runs() {
     let (_d, model) = tiny(DType::F32, 11);
     let prefix: Vec<u32> = (0..21).map(|i| 5 + i * 3).collect();
-    let suffixes: [Vec<u32>; 3] = [vec![400, 401, 402], vec![7], vec![900, 8, 8, 8, 8, 8, 8, 8, 8, 8]];
+    let suffixes: [Vec<u32>; 3] = [
+        vec![400, 401, 402],
+        vec![7],
+        vec![900, 8, 8, 8, 8, 8, 8, 8, 8, 8],
+    ];
     let mut cache = model.new_cache(CacheCapacity::Tokens(16 * 8), 16).unwrap();
     let mut ws = LlamaWorkspace::default();
     let mut parent = BlockTable::default();

@@ -13,7 +13,11 @@ use crate::error::{KpgError, Result};
 use crate::kv_cache::DEFAULT_BLOCK_SIZE;
 
 #[derive(Parser, Debug)]
-#[command(name = "kpg", version, about = "Keyphrase generation: a One2Set generator and an LLM selector")]
+#[command(
+    name = "kpg",
+    version,
+    about = "Keyphrase generation: a One2Set generator and an LLM selector"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -43,7 +47,12 @@ pub struct ModelInput {
     #[arg(long)]
     pub model: PathBuf,
     /// Input token ids, comma separated (for example `1,5,9`).
-    #[arg(long, value_delimiter = ',', required_unless_present = "text", conflicts_with = "text")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        required_unless_present = "text",
+        conflicts_with = "text"
+    )]
     pub ids: Option<Vec<u32>>,
     /// Input text, encoded with the model's tokenizer.json (instead of --ids).
     #[arg(long)]

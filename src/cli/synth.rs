@@ -17,6 +17,11 @@ pub fn synth(args: SynthArgs) -> Result<i32> {
             synth_llama(&config, dtype, args.seed, &args.out)?;
         }
     }
-    eprintln!("kpg: wrote {} ({} {})", args.out.display(), args.preset, dtype);
+    eprintln!(
+        "kpg: wrote {} ({} {})",
+        args.out.display(),
+        args.preset,
+        dtype
+    );
     Ok(0)
 }

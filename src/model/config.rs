@@ -87,7 +87,10 @@ impl LlamaConfig {
         }
         if let Some(window) = obj.get("sliding_window") {
             if !window.is_null() {
-                return Err(f.err("sliding_window", "sliding-window attention is not supported"));
+                return Err(f.err(
+                    "sliding_window",
+                    "sliding-window attention is not supported",
+                ));
             }
         }
 

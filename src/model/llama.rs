@@ -9,11 +9,11 @@ use std::path::{Path, PathBuf};
 
 use crate::backend::cpu::activation::{residual_add_forward, silu_mul_forward};
 use crate::backend::cpu::attention::{paged_attention_forward, TokenContext};
+use crate::backend::cpu::convert;
 use crate::backend::cpu::embedding::embedding_forward;
 use crate::backend::cpu::linear::{linear_forward, LinearScratch};
 use crate::backend::cpu::norm::rmsnorm_forward;
 use crate::backend::cpu::rope::RopeTable;
-use crate::backend::cpu::convert;
 use crate::error::{KpgError, Result};
 use crate::kv_cache::{BlockTable, CacheCapacity, CacheShape, PagedKvCache};
 use crate::model::config::LlamaConfig;
@@ -66,20 +66,20 @@ pub struct SeqChunk<'a> {
 /// does not allocate.
 #[derive(Default)]
 pub struct LlamaWorkspace {
-    x: Vec<f32>,      // [tokens, hidden] residual stream
-    h: Vec<f32>,      // [tokens, hidden] normed input of a sub-block
-    q: Vec<f32>,      // [tokens, num_heads*head_dim]
-    k: Vec<f32>,      // [tokens, num_kv_heads*head_dim]
-    v: Vec<f32>,      // [tokens, num_kv_heads*head_dim]
-    attn: Vec<f32>,   // [tokens, num_heads*head_dim]
-    proj: Vec<f32>,   // [tokens, hidden]
-    gate: Vec<f32>,   // [tokens, intermediate]
-    up: Vec<f32>,     // [tokens, intermediate]
-    last: Vec<f32>,   // [rows, hidden] hidden states whose logits are wanted
-    logits: Vec<f32>, // [rows, vocab]
-    ids: Vec<u32>,        // [tokens]
-    token_seq: Vec<u32>,  // [tokens]
-    token_pos: Vec<u32>,  // [tokens]
+    x: Vec<f32>,              // [tokens, hidden] residual stream
+    h: Vec<f32>,              // [tokens, hidden] normed input of a sub-block
+    q: Vec<f32>,              // [tokens, num_heads*head_dim]
+    k: Vec<f32>,              // [tokens, num_kv_heads*head_dim]
+    v: Vec<f32>,              // [tokens, num_kv_heads*head_dim]
+    attn: Vec<f32>,           // [tokens, num_heads*head_dim]
+    proj: Vec<f32>,           // [tokens, hidden]
+    gate: Vec<f32>,           // [tokens, intermediate]
+    up: Vec<f32>,             // [tokens, intermediate]
+    last: Vec<f32>,           // [rows, hidden] hidden states whose logits are wanted
+    logits: Vec<f32>,         // [rows, vocab]
+    ids: Vec<u32>,            // [tokens]
+    token_seq: Vec<u32>,      // [tokens]
+    token_pos: Vec<u32>,      // [tokens]
     slot_mapping: Vec<usize>, // [tokens]
     linear: LinearScratch,
 }
@@ -114,10 +114,22 @@ impl Llama {
             let p = format!("model.layers.{i}");
             layers.push(LlamaLayer {
                 input_norm: norm(&format!("{p}.input_layernorm.weight"))?,
-                q_proj: files.get(&format!("{p}.self_attn.q_proj.weight"), &[c.q_dim(), hidden])?,
-                k_proj: files.get(&format!("{p}.self_attn.k_proj.weight"), &[c.kv_dim(), hidden])?,
-                v_proj: files.get(&format!("{p}.self_attn.v_proj.weight"), &[c.kv_dim(), hidden])?,
-                o_proj: files.get(&format!("{p}.self_attn.o_proj.weight"), &[hidden, c.q_dim()])?,
+                q_proj: files.get(
+                    &format!("{p}.self_attn.q_proj.weight"),
+                    &[c.q_dim(), hidden],
+                )?,
+                k_proj: files.get(
+                    &format!("{p}.self_attn.k_proj.weight"),
+                    &[c.kv_dim(), hidden],
+                )?,
+                v_proj: files.get(
+                    &format!("{p}.self_attn.v_proj.weight"),
+                    &[c.kv_dim(), hidden],
+                )?,
+                o_proj: files.get(
+                    &format!("{p}.self_attn.o_proj.weight"),
+                    &[hidden, c.q_dim()],
+                )?,
                 post_norm: norm(&format!("{p}.post_attention_layernorm.weight"))?,
                 gate_proj: files.get(&format!("{p}.mlp.gate_proj.weight"), &[inter, hidden])?,
                 up_proj: files.get(&format!("{p}.mlp.up_proj.weight"), &[inter, hidden])?,
@@ -221,7 +233,11 @@ impl Llama {
         let (hidden, inter) = (c.hidden_size, c.intermediate_size);
         let (q_dim, kv_dim) = (c.q_dim(), c.kv_dim());
         grow(&mut ws.x, tokens * hidden);
-        embedding_forward(&mut ws.x[..tokens * hidden], &ws.ids, self.files.view(&self.embed));
+        embedding_forward(
+            &mut ws.x[..tokens * hidden],
+            &ws.ids,
+            self.files.view(&self.embed),
+        );
 
         for (l, layer) in self.layers.iter().enumerate() {
             let x = &mut ws.x[..tokens * hidden];
@@ -246,16 +262,40 @@ impl Llama {
             let attn = grow(&mut ws.attn, tokens * q_dim);
             paged_attention_forward(attn, q, cache.layer(l), &ctx, c.num_attention_heads);
             let proj = grow(&mut ws.proj, tokens * hidden);
-            linear_forward(proj, attn, self.files.view(&layer.o_proj), tokens, &mut ws.linear);
+            linear_forward(
+                proj,
+                attn,
+                self.files.view(&layer.o_proj),
+                tokens,
+                &mut ws.linear,
+            );
             residual_add_forward(x, proj);
 
             rmsnorm_forward(h, x, &layer.post_norm, c.rms_norm_eps);
             let gate = grow(&mut ws.gate, tokens * inter);
-            linear_forward(gate, h, self.files.view(&layer.gate_proj), tokens, &mut ws.linear);
+            linear_forward(
+                gate,
+                h,
+                self.files.view(&layer.gate_proj),
+                tokens,
+                &mut ws.linear,
+            );
             let up = grow(&mut ws.up, tokens * inter);
-            linear_forward(up, h, self.files.view(&layer.up_proj), tokens, &mut ws.linear);
+            linear_forward(
+                up,
+                h,
+                self.files.view(&layer.up_proj),
+                tokens,
+                &mut ws.linear,
+            );
             silu_mul_forward(gate, up);
-            linear_forward(proj, gate, self.files.view(&layer.down_proj), tokens, &mut ws.linear);
+            linear_forward(
+                proj,
+                gate,
+                self.files.view(&layer.down_proj),
+                tokens,
+                &mut ws.linear,
+            );
             residual_add_forward(x, proj);
         }
         for s in batch.iter_mut() {
@@ -276,7 +316,9 @@ impl Llama {
                 for (i, s) in batch.iter().enumerate() {
                     end += s.tokens.len();
                     let t = end.checked_sub(1).ok_or_else(|| {
-                        KpgError::InvalidArgument("a sequence in the batch has no new tokens".into())
+                        KpgError::InvalidArgument(
+                            "a sequence in the batch has no new tokens".into(),
+                        )
                     })?;
                     last[i * hidden..(i + 1) * hidden]
                         .copy_from_slice(&x[t * hidden..(t + 1) * hidden]);
@@ -285,9 +327,20 @@ impl Llama {
             }
         };
         let h = grow(&mut ws.h, rows * hidden);
-        rmsnorm_forward(h, &ws.last[..rows * hidden], &self.final_norm, c.rms_norm_eps);
+        rmsnorm_forward(
+            h,
+            &ws.last[..rows * hidden],
+            &self.final_norm,
+            c.rms_norm_eps,
+        );
         let logits = grow(&mut ws.logits, rows * c.vocab_size);
-        linear_forward(logits, h, self.files.view(&self.lm_head), rows, &mut ws.linear);
+        linear_forward(
+            logits,
+            h,
+            self.files.view(&self.lm_head),
+            rows,
+            &mut ws.linear,
+        );
         Ok(&ws.logits[..rows * c.vocab_size])
     }
 }

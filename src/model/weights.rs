@@ -132,7 +132,11 @@ impl WeightFiles {
         let mut by_shard: Vec<(String, Vec<String>)> = Vec::new();
         for (tensor, shard) in map {
             let shard = shard.as_str().ok_or_else(|| {
-                KpgError::config(index, &format!("weight_map.{tensor}"), "must be a file name")
+                KpgError::config(
+                    index,
+                    &format!("weight_map.{tensor}"),
+                    "must be a file name",
+                )
             })?;
             match by_shard.iter_mut().find(|(s, _)| s == shard) {
                 Some((_, names)) => names.push(tensor.clone()),

@@ -78,13 +78,34 @@ pub fn llama_tensors(c: &LlamaConfig) -> Vec<TensorSpec> {
     let mut out = vec![t("model.embed_tokens.weight".into(), vec![c.vocab_size, h])];
     for i in 0..c.num_hidden_layers {
         let p = format!("model.layers.{i}");
-        out.push(t(format!("{p}.self_attn.q_proj.weight"), vec![c.q_dim(), h]));
-        out.push(t(format!("{p}.self_attn.k_proj.weight"), vec![c.kv_dim(), h]));
-        out.push(t(format!("{p}.self_attn.v_proj.weight"), vec![c.kv_dim(), h]));
-        out.push(t(format!("{p}.self_attn.o_proj.weight"), vec![h, c.q_dim()]));
-        out.push(t(format!("{p}.mlp.gate_proj.weight"), vec![c.intermediate_size, h]));
-        out.push(t(format!("{p}.mlp.up_proj.weight"), vec![c.intermediate_size, h]));
-        out.push(t(format!("{p}.mlp.down_proj.weight"), vec![h, c.intermediate_size]));
+        out.push(t(
+            format!("{p}.self_attn.q_proj.weight"),
+            vec![c.q_dim(), h],
+        ));
+        out.push(t(
+            format!("{p}.self_attn.k_proj.weight"),
+            vec![c.kv_dim(), h],
+        ));
+        out.push(t(
+            format!("{p}.self_attn.v_proj.weight"),
+            vec![c.kv_dim(), h],
+        ));
+        out.push(t(
+            format!("{p}.self_attn.o_proj.weight"),
+            vec![h, c.q_dim()],
+        ));
+        out.push(t(
+            format!("{p}.mlp.gate_proj.weight"),
+            vec![c.intermediate_size, h],
+        ));
+        out.push(t(
+            format!("{p}.mlp.up_proj.weight"),
+            vec![c.intermediate_size, h],
+        ));
+        out.push(t(
+            format!("{p}.mlp.down_proj.weight"),
+            vec![h, c.intermediate_size],
+        ));
         out.push(t(format!("{p}.input_layernorm.weight"), vec![h]));
         out.push(t(format!("{p}.post_attention_layernorm.weight"), vec![h]));
     }
@@ -146,8 +167,11 @@ pub fn synth_llama_sharded(
         .into(),
     );
     let config_path = out.join("config.json");
-    std::fs::write(&config_path, serde_json::to_string_pretty(&config.to_json()).unwrap())
-        .map_err(|e| KpgError::io(&config_path, e))?;
+    std::fs::write(
+        &config_path,
+        serde_json::to_string_pretty(&config.to_json()).unwrap(),
+    )
+    .map_err(|e| KpgError::io(&config_path, e))?;
     let tok_path = out.join("tokenizer.json");
     let tok = tokenizer_json::byte_level_tokenizer(config.vocab_size.max(259));
     std::fs::write(&tok_path, serde_json::to_string(&tok).unwrap())

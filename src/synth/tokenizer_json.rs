@@ -36,8 +36,10 @@ pub fn byte_level_tokenizer(vocab_size: usize) -> Value {
     let mut added = Vec::new();
     for (id, tok) in SPECIAL_TOKENS.iter().enumerate() {
         vocab.insert(tok.to_string(), id.into());
-        added.push(json!({"id": id, "content": tok, "single_word": false, "lstrip": false,
-            "rstrip": false, "normalized": false, "special": true}));
+        added.push(
+            json!({"id": id, "content": tok, "single_word": false, "lstrip": false,
+            "rstrip": false, "normalized": false, "special": true}),
+        );
     }
     for (i, c) in byte_symbols().into_iter().enumerate() {
         vocab.insert(c.to_string(), (SPECIAL_TOKENS.len() + i).into());

@@ -50,7 +50,8 @@ pub fn write_safetensors(
         header.push(b' ');
     }
     let mut out = BufWriter::with_capacity(1 << 20, File::create(path).map_err(io)?);
-    out.write_all(&(header.len() as u64).to_le_bytes()).map_err(io)?;
+    out.write_all(&(header.len() as u64).to_le_bytes())
+        .map_err(io)?;
     out.write_all(&header).map_err(io)?;
     const CHUNK: usize = 1 << 20;
     let mut buf = Vec::with_capacity(CHUNK * 4);

@@ -23,9 +23,15 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32)
     assert_eq!(got.len(), want.len(), "{what}: length mismatch");
     let mut worst = (0usize, 0f32);
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        // A NaN on either side counts as an infinite excess.
         let excess = (g - w).abs() - (atol + rtol * w.abs());
-        if !(excess <= worst.1) {
-            worst = (i, if excess.is_nan() { f32::INFINITY } else { excess });
+        let excess = if excess.is_nan() {
+            f32::INFINITY
+        } else {
+            excess
+        };
+        if excess > worst.1 {
+            worst = (i, excess);
         }
     }
     assert!(

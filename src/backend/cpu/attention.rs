@@ -72,6 +72,7 @@ pub fn paged_attention_forward(
 
 /// The specification: attention over contiguous keys and values of one sequence, f64 softmax.
 /// Query token t sits at position `first_pos + t` and sees keys 0..=first_pos + t.
+#[allow(clippy::too_many_arguments)]
 pub fn attention_reference(
     out: &mut [f32], // [tokens, num_heads, head_dim]
     q: &[f32],       // [tokens, num_heads, head_dim]
@@ -93,7 +94,11 @@ pub fn attention_reference(
             let scores: Vec<f64> = (0..len)
                 .map(|j| {
                     let kj = &k[(j * num_kv_heads + kvh) * head_dim..][..head_dim];
-                    qh.iter().zip(kj).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>() * scale
+                    qh.iter()
+                        .zip(kj)
+                        .map(|(a, b)| *a as f64 * *b as f64)
+                        .sum::<f64>()
+                        * scale
                 })
                 .collect();
             let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);

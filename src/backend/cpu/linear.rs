@@ -15,14 +15,17 @@ use crate::model::weights::WeightView;
 const SMALL_BATCH_ROWS: usize = 8;
 /// Output rows per parallel task in the row-streaming path.
 const ROWS_PER_TASK: usize = 16;
+/// GEMM tasks per thread: more balance the load, fewer repack x less often.
+const TASKS_PER_THREAD: usize = 2;
 /// Elements of a widened weight tile in the GEMM path (16 MB of f32).
 const TILE_ELEMS: usize = 4 << 20;
 
 /// Scratch space reused across calls so that steady-state decoding does not allocate.
 #[derive(Default)]
 pub struct LinearScratch {
-    tile: Vec<f32>,
-    out_t: Vec<f32>,
+    tile: Vec<f32>,  // [tile_rows, in] widened weights
+    x_t: Vec<f32>,   // [in, rows]
+    out_t: Vec<f32>, // [out, rows]
 }
 
 /// y[t, o] = sum_i x[t, i] · w[o, i].
@@ -97,66 +100,107 @@ fn linear_gemm(
     scratch: &mut LinearScratch,
 ) {
     let (out, inp) = w.rows_cols();
+    scratch.x_t.resize(rows * inp, 0.0);
+    transpose(&mut scratch.x_t, x, rows, inp);
+    scratch.out_t.resize(out * rows, 0.0);
     if let Some(wf) = convert::as_f32_slice(w.dtype, w.bytes) {
-        gemm_xwt(y, out, 0, x, rows, inp, wf, out);
-        return;
+        gemm_xwt(&mut scratch.out_t, 0, &scratch.x_t, rows, inp, wf, out);
+    } else {
+        let elem = w.dtype.size();
+        let tile_rows = (TILE_ELEMS / inp).clamp(1, out);
+        scratch.tile.resize(tile_rows * inp, 0.0);
+        let mut first = 0;
+        while first < out {
+            let n = tile_rows.min(out - first);
+            let tile = &mut scratch.tile[..n * inp];
+            let bytes = &w.bytes[first * inp * elem..(first + n) * inp * elem];
+            tile.par_chunks_mut(inp)
+                .zip(bytes.par_chunks(inp * elem))
+                .for_each(|(dst, src)| convert::to_f32(w.dtype, src, dst));
+            gemm_xwt(&mut scratch.out_t, first, &scratch.x_t, rows, inp, tile, n);
+            first += n;
+        }
     }
-    let elem = w.dtype.size();
-    let tile_rows = (TILE_ELEMS / inp).clamp(1, out);
-    scratch.tile.resize(tile_rows * inp, 0.0);
-    let mut first = 0;
-    while first < out {
-        let n = tile_rows.min(out - first);
-        let tile = &mut scratch.tile[..n * inp];
-        let bytes = &w.bytes[first * inp * elem..(first + n) * inp * elem];
-        tile.par_chunks_mut(inp)
-            .zip(bytes.par_chunks(inp * elem))
-            .for_each(|(dst, src)| convert::to_f32(w.dtype, src, dst));
-        gemm_xwt(y, out, first, x, rows, inp, tile, n);
-        first += n;
-    }
+    transpose(y, &scratch.out_t[..out * rows], out, rows);
 }
 
-/// y[:, col0..col0+n] = x · wᵀ for a row-major w of n rows.
+/// yᵀ[col0..col0+n, :] = w · xᵀ for a row-major w of n rows, given xᵀ. In gemm's column-major
+/// terms this is dst = lhs · rhs with lhs = xᵀ and dst = yᵀ both column-major (M = rows is their
+/// contiguous axis) and rhs = wᵀ read in place, one weight row per column: nothing large is
+/// repacked, which is where gemm spends its time with row-major operands. The weight rows are split
+/// across threads, each running a single-threaded GEMM (gemm's own split leaves a core idle on
+/// LLaMA's down projection).
 #[allow(clippy::too_many_arguments)]
 fn gemm_xwt(
-    y: &mut [f32], // [rows, y_cols]
-    y_cols: usize,
+    y_t: &mut [f32], // [y_cols, rows]
     col0: usize,
-    x: &[f32], // [rows, inp]
+    x_t: &[f32], // [inp, rows]
     rows: usize,
     inp: usize,
     w: &[f32], // [n, inp]
     n: usize,
 ) {
-    assert!(y.len() >= rows * y_cols && col0 + n <= y_cols);
-    assert!(x.len() >= rows * inp && w.len() >= n * inp);
-    // SAFETY: the asserts above bound every index gemm touches: dst (rows × n, row stride y_cols,
-    // starting at col0), lhs (rows × inp, row stride inp) and rhs = wᵀ (inp × n, read through
-    // w's row stride inp). The slices do not alias: y is borrowed mutably, x and w shared.
-    unsafe {
-        gemm::gemm(
-            rows,
-            n,
-            inp,
-            y.as_mut_ptr().add(col0),
-            1,
-            y_cols as isize,
-            false,
-            x.as_ptr(),
-            1,
-            inp as isize,
-            w.as_ptr(),
-            inp as isize,
-            1,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::Rayon(rayon::current_num_threads()),
-        );
-    }
+    assert!(y_t.len() >= (col0 + n) * rows);
+    assert!(x_t.len() >= rows * inp && w.len() >= n * inp);
+    let tasks = TASKS_PER_THREAD * rayon::current_num_threads().max(1);
+    let per_task = n.div_ceil(tasks).div_ceil(16) * 16;
+    y_t[col0 * rows..(col0 + n) * rows]
+        .par_chunks_mut(per_task * rows)
+        .enumerate()
+        .for_each(|(task, dst)| {
+            let first = task * per_task;
+            let cols = dst.len() / rows;
+            // SAFETY: dst is this task's own [cols, rows] block of yᵀ (column stride rows); lhs =
+            // xᵀ is [rows × inp] column-major (column stride rows, bounded by the assert above);
+            // rhs = wᵀ for weight rows first..first+cols is [inp × cols] with column stride inp,
+            // inside w by the assert above. dst is borrowed mutably; x_t and w are only read.
+            unsafe {
+                gemm::gemm(
+                    rows,
+                    cols,
+                    inp,
+                    dst.as_mut_ptr(),
+                    rows as isize,
+                    1,
+                    false,
+                    x_t.as_ptr(),
+                    rows as isize,
+                    1,
+                    w.as_ptr().add(first * inp),
+                    inp as isize,
+                    1,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+        });
+}
+
+/// dst[c, r] = src[r, c], in parallel blocks of dst rows that each read a column strip of src.
+fn transpose(
+    dst: &mut [f32], // [cols, rows]
+    src: &[f32],     // [rows, cols]
+    rows: usize,
+    cols: usize,
+) {
+    const STRIP: usize = 16;
+    dst[..rows * cols]
+        .par_chunks_mut(STRIP * rows)
+        .enumerate()
+        .for_each(|(strip, block)| {
+            let c0 = strip * STRIP;
+            let width = block.len() / rows;
+            for (r, src_row) in src.chunks_exact(cols).enumerate().take(rows) {
+                let src_strip = &src_row[c0..c0 + width];
+                for (c, v) in src_strip.iter().enumerate() {
+                    block[c * rows + r] = *v;
+                }
+            }
+        });
 }
 
 /// The specification: widened weights, plain f64-accumulated loops.

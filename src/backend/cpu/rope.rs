@@ -58,7 +58,7 @@ impl RopeTable {
     /// Rotates every head of every token in place by its token's position.
     pub fn rope_forward(
         &self,
-        x: &mut [f32],      // [tokens, heads, head_dim]
+        x: &mut [f32],     // [tokens, heads, head_dim]
         positions: &[u32], // [tokens]
     ) {
         let head_dim = self.head_dim();
@@ -76,7 +76,8 @@ impl RopeTable {
                     }
                     for head in token.chunks_mut(head_dim) {
                         let (lo, hi) = head.split_at_mut(half);
-                        for ((a, b), &(c, s)) in lo.iter_mut().zip(hi.iter_mut()).zip(cos_sin.iter())
+                        for ((a, b), &(c, s)) in
+                            lo.iter_mut().zip(hi.iter_mut()).zip(cos_sin.iter())
                         {
                             let (x1, x2) = (*a, *b);
                             *a = x1 * c - x2 * s;

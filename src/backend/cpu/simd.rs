@@ -124,11 +124,18 @@ mod tests {
     #[test]
     fn dot_and_axpy_match_plain_loops_on_awkward_lengths() {
         for n in [0usize, 1, 7, 31, 32, 33, 100, 1027] {
-            let a: Vec<f32> = (0..n).map(|i| ((i * 7919) % 97) as f32 / 13.0 - 3.0).collect();
-            let b: Vec<f32> = (0..n).map(|i| ((i * 104729) % 89) as f32 / 11.0 - 4.0).collect();
+            let a: Vec<f32> = (0..n)
+                .map(|i| ((i * 7919) % 97) as f32 / 13.0 - 3.0)
+                .collect();
+            let b: Vec<f32> = (0..n)
+                .map(|i| ((i * 104729) % 89) as f32 / 11.0 - 4.0)
+                .collect();
             let want: f64 = a.iter().zip(&b).map(|(x, y)| *x as f64 * *y as f64).sum();
             let got = dot(&a, &b) as f64;
-            assert!((got - want).abs() <= 1e-5 * (1.0 + want.abs()), "n={n}: {got} vs {want}");
+            assert!(
+                (got - want).abs() <= 1e-5 * (1.0 + want.abs()),
+                "n={n}: {got} vs {want}"
+            );
 
             let mut y = b.clone();
             axpy(&mut y, 0.5, &a);
