@@ -116,8 +116,14 @@ fn logits_and_greedy_match_transformers() {
                     seq.ids.len()
                 );
             }
-            let got = greedy_generate(&model, &[seq.ids.clone()], seq.max_new, true, &layouts[0])
-                .unwrap();
+            let got = greedy_generate(
+                &model,
+                std::slice::from_ref(&seq.ids),
+                seq.max_new,
+                true,
+                &layouts[0],
+            )
+            .unwrap();
             check_greedy(&case, &got[0], &seq.greedy, &seq.gaps);
         }
     }
