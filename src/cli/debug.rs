@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use super::{print_line, GenerateArgs, LogitsArgs, ModelInput};
+use super::{print_line, GenerateArgs, LoadArgs, LogitsArgs, ModelInput};
 use crate::error::{KpgError, Result};
 use crate::generate::{greedy_generate, teacher_forced_logits, RunOptions};
 use crate::model::llama::Llama;
@@ -49,5 +49,36 @@ pub fn generate(args: GenerateArgs) -> Result<i32> {
     let (model, ids, opts) = load(&args.input)?;
     let out = greedy_generate(&model, &[ids], args.max_new_tokens, !args.ignore_eos, &opts)?;
     print_line(&json!({ "ids": out[0] }).to_string())?;
+    Ok(0)
+}
+
+/// Resident set size of this process in bytes (Linux; 0 where /proc is not available).
+fn resident_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
+
+pub fn load_cost(args: LoadArgs) -> Result<i32> {
+    let rss_before = resident_bytes();
+    let start = std::time::Instant::now();
+    let model = Llama::load(&args.model)?;
+    let seconds = start.elapsed().as_secs_f64();
+    let rss_after = resident_bytes();
+    let c = &model.config;
+    print_line(
+        &json!({
+            "model": args.model,
+            "layers": c.num_hidden_layers,
+            "hidden_size": c.hidden_size,
+            "vocab_size": c.vocab_size,
+            "load_seconds": seconds,
+            "rss_before_mb": rss_before as f64 / 1e6,
+            "rss_after_mb": rss_after as f64 / 1e6,
+            "rss_added_mb": (rss_after.saturating_sub(rss_before)) as f64 / 1e6,
+        })
+        .to_string(),
+    )?;
     Ok(0)
 }

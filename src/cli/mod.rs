@@ -38,6 +38,15 @@ pub enum DebugCommand {
     Logits(LogitsArgs),
     /// Print `{"ids": [...]}`: the new tokens of a greedy continuation, decoded token by token.
     Generate(GenerateArgs),
+    /// Load a model and print what loading cost: wall time and resident memory added (JSON).
+    Load(LoadArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct LoadArgs {
+    /// Model directory.
+    #[arg(long)]
+    pub model: PathBuf,
 }
 
 /// What both debug commands take: a model and its input.
@@ -120,6 +129,7 @@ pub fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Debug(DebugCommand::Logits(args)) => debug::logits(args),
         Command::Debug(DebugCommand::Generate(args)) => debug::generate(args),
+        Command::Debug(DebugCommand::Load(args)) => debug::load_cost(args),
         Command::Synth(args) => synth::synth(args),
     }
 }
