@@ -2,6 +2,7 @@
 //! arguments into a validated config before doing any work.
 
 mod debug;
+mod select;
 mod synth;
 
 use std::io::Write;
@@ -30,6 +31,58 @@ pub enum Command {
     Debug(DebugCommand),
     /// Write a random-weight model in the Hugging Face layout (tests, benchmarks).
     Synth(SynthArgs),
+    /// Select keyphrases among candidates with an LLM selector (JSON lines in, JSON lines out).
+    Select(SelectArgs),
+}
+
+/// KV-cache and batching limits of the selection scheduler.
+#[derive(Args, Debug, Clone)]
+pub struct CacheArgs {
+    /// KV-cache capacity in tokens (default: 2 GiB worth).
+    #[arg(long, conflicts_with = "cache_mb")]
+    pub cache_tokens: Option<usize>,
+    /// KV-cache capacity in MiB.
+    #[arg(long)]
+    pub cache_mb: Option<usize>,
+    /// Tokens per KV-cache block.
+    #[arg(long, default_value_t = DEFAULT_BLOCK_SIZE)]
+    pub block_size: usize,
+    /// Most tokens per forward pass (prefill chunks and choice steps of all documents together).
+    #[arg(long, default_value_t = 1024)]
+    pub max_batch_tokens: usize,
+    /// Compute the shared instruction prefix for every document instead of once.
+    #[arg(long)]
+    pub no_prefix_sharing: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct SelectArgs {
+    /// Selector directory: a Hugging Face LLaMA directory with tokenizer.json and, optionally,
+    /// kpg_selector.json (the prompt template; the documented default otherwise).
+    #[arg(long)]
+    pub selector: PathBuf,
+    /// Input JSON lines `{"id", "title", "abstract", "candidates": [{"phrase", "score"}]}`
+    /// (default: stdin).
+    #[arg(long)]
+    pub input: Option<PathBuf>,
+    /// Output file (default: stdout).
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// Show candidates in the given order instead of by descending score.
+    #[arg(long)]
+    pub keep_order: bool,
+    /// The baseline: score each candidate on its own and keep those with P(true) >= --threshold
+    /// (or the --top-k most likely).
+    #[arg(long)]
+    pub rerank: bool,
+    /// Rerank: the P(true) a candidate needs to be kept.
+    #[arg(long, default_value_t = 0.5, requires = "rerank")]
+    pub threshold: f32,
+    /// Rerank: keep this many candidates, the most likely, instead of a threshold.
+    #[arg(long, requires = "rerank")]
+    pub top_k: Option<usize>,
+    #[command(flatten)]
+    pub cache: CacheArgs,
 }
 
 #[derive(Subcommand, Debug)]
@@ -131,6 +184,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Debug(DebugCommand::Generate(args)) => debug::generate(args),
         Command::Debug(DebugCommand::Load(args)) => debug::load_cost(args),
         Command::Synth(args) => synth::synth(args),
+        Command::Select(args) => select::select(args),
     }
 }
 

@@ -15,6 +15,8 @@ pub fn synth(args: SynthArgs) -> Result<i32> {
         Arch::Llama => {
             let config = llama_preset(&args.preset)?;
             synth_llama(&config, dtype, args.seed, &args.out)?;
+            // A synth LLaMA is also a selector: the default template goes with it.
+            crate::select::config::SelectorConfig::default().write(&args.out)?;
         }
     }
     eprintln!(

@@ -9,11 +9,11 @@ use std::path::{Path, PathBuf};
 
 use crate::backend::cpu::activation::{residual_add_forward, silu_mul_forward};
 use crate::backend::cpu::attention::{paged_attention_forward, TokenContext};
-use crate::backend::cpu::convert;
 use crate::backend::cpu::embedding::embedding_forward;
 use crate::backend::cpu::linear::{linear_forward, LinearScratch};
 use crate::backend::cpu::norm::rmsnorm_forward;
 use crate::backend::cpu::rope::RopeTable;
+use crate::backend::cpu::{convert, simd};
 use crate::error::{KpgError, Result};
 use crate::kv_cache::{BlockTable, CacheCapacity, CacheShape, PagedKvCache};
 use crate::model::config::LlamaConfig;
@@ -45,15 +45,19 @@ pub struct Llama {
     rope: RopeTable,
 }
 
-/// Which rows of logits a forward pass computes.
+/// Which logits a forward pass computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogitRows {
+pub enum LogitRows<'a> {
     /// One row per input token (teacher forcing, `kpg debug logits`).
     All,
     /// One row per sequence, for its last token (generation).
     Last,
     /// None (a prefill chunk that is not the last).
     None,
+    /// For each sequence, only the logits of these vocabulary ids at its last token (none for an
+    /// empty list), concatenated in batch order: the selector's label head, two dot products per
+    /// choice instead of a vocabulary-wide matrix product.
+    LastAmong(&'a [&'a [u32]]),
 }
 
 /// One sequence's part of a batch: its cache blocks and the new tokens to append.
@@ -182,7 +186,7 @@ impl Llama {
         cache: &mut PagedKvCache,
         ws: &'w mut LlamaWorkspace,
         batch: &mut [SeqChunk<'_>],
-        which: LogitRows,
+        which: LogitRows<'_>,
     ) -> Result<&'w [f32]> {
         let c = &self.config;
         for chunk in batch.iter() {
@@ -306,6 +310,7 @@ impl Llama {
         let x = &ws.x[..tokens * hidden];
         let rows = match which {
             LogitRows::None => return Ok(&ws.logits[..0]),
+            LogitRows::LastAmong(ids) => return self.restricted_head(ws, batch, ids),
             LogitRows::All => {
                 grow(&mut ws.last, tokens * hidden).copy_from_slice(x);
                 tokens
@@ -342,5 +347,64 @@ impl Llama {
             &mut ws.linear,
         );
         Ok(&ws.logits[..rows * c.vocab_size])
+    }
+
+    /// Logits of a few vocabulary ids per sequence at its last token (`LogitRows::LastAmong`).
+    fn restricted_head<'w>(
+        &self,
+        ws: &'w mut LlamaWorkspace,
+        batch: &[SeqChunk<'_>],
+        ids: &[&[u32]],
+    ) -> Result<&'w [f32]> {
+        let c = &self.config;
+        let hidden = c.hidden_size;
+        if ids.len() != batch.len() {
+            return Err(KpgError::Shape {
+                op: "restricted LM head",
+                expected: format!("{} id lists (one per sequence)", batch.len()),
+                got: ids.len().to_string(),
+            });
+        }
+        if let Some(&id) = ids
+            .iter()
+            .flat_map(|l| l.iter())
+            .find(|&&id| id as usize >= c.vocab_size)
+        {
+            return Err(KpgError::TokenOutOfRange {
+                id,
+                vocab_size: c.vocab_size,
+            });
+        }
+        let head = self.files.view(&self.lm_head);
+        let row_bytes = hidden * head.dtype.size();
+        let total: usize = ids.iter().map(|l| l.len()).sum();
+        grow(&mut ws.h, hidden);
+        grow(&mut ws.last, hidden);
+        grow(&mut ws.logits, total);
+        let (mut end, mut out) = (0, 0);
+        for (chunk, wanted) in batch.iter().zip(ids) {
+            end += chunk.tokens.len();
+            if wanted.is_empty() {
+                continue;
+            }
+            let t = end.checked_sub(1).ok_or_else(|| {
+                KpgError::InvalidArgument("a sequence in the batch has no new tokens".into())
+            })?;
+            let h = &mut ws.h[..hidden];
+            rmsnorm_forward(
+                h,
+                &ws.x[t * hidden..(t + 1) * hidden],
+                &self.final_norm,
+                c.rms_norm_eps,
+            );
+            let row = &mut ws.last[..hidden];
+            for &id in wanted.iter() {
+                let start = id as usize * row_bytes;
+                convert::to_f32(head.dtype, &head.bytes[start..start + row_bytes], row);
+                ws.logits[out] = simd::dot(h, row);
+                out += 1;
+            }
+        }
+        Ok(&ws.logits[..total])
     }
 }

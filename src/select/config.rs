@@ -1,0 +1,177 @@
+//! `kpg_selector.json`: how a selector directory turns a document and its candidates into a prompt,
+//! and how the answer is written. The defaults follow the paper's sequence-labelling selector: the
+//! candidates listed in the generator's confidence order, then one label per candidate.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{KpgError, Result};
+
+pub const SELECTOR_FILE: &str = "kpg_selector.json";
+
+/// How the answer is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AnswerFormat {
+    /// The label sequence alone (`Answer: T F T`), as in the paper's figure.
+    Labels,
+    /// Each candidate restated, then its label (`1. safety problem: T`).
+    Interleaved,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Labels {
+    #[serde(rename = "true")]
+    pub yes: String,
+    #[serde(rename = "false")]
+    pub no: String,
+}
+
+/// The prompt template. Placeholders: `{title}`, `{abstract}` in `document`; `{n}` (1-based
+/// position) and `{phrase}` in `candidate`, `answer_item` and `rerank_query`; `{label}` in
+/// `answer_item` and `rerank_query`. Values are inserted verbatim, never re-expanded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SelectorConfig {
+    /// The instruction every prompt starts with; computed once and shared by all documents.
+    pub instruction: String,
+    pub document: String,
+    pub candidates_header: String,
+    pub candidate: String,
+    /// Text between the candidate list and the first label.
+    pub answer_prefix: String,
+    pub answer_format: AnswerFormat,
+    /// One answer item; must contain `{label}` once, and `{phrase}` only when interleaved.
+    pub answer_item: String,
+    pub labels: Labels,
+    /// The `rerank` baseline: instruction and document as above, then this query per candidate,
+    /// each candidate scored on its own; must end with `{label}`.
+    pub rerank_query: String,
+}
+
+impl Default for SelectorConfig {
+    fn default() -> Self {
+        Self::for_format(AnswerFormat::Labels)
+    }
+}
+
+impl SelectorConfig {
+    /// The default template for an answer format.
+    pub fn for_format(format: AnswerFormat) -> Self {
+        SelectorConfig {
+            instruction: "Below are a scientific document and candidate keyphrases for it, the \
+                          most likely first. For each candidate in order, answer T to keep it as a \
+                          keyphrase of the document or F to drop it. Drop a candidate that means \
+                          the same as one already kept.\n\n"
+                .into(),
+            document: "Title: {title}\nAbstract: {abstract}\n\n".into(),
+            candidates_header: "Candidates:\n".into(),
+            candidate: "{n}. {phrase}\n".into(),
+            answer_prefix: "\nAnswer:".into(),
+            answer_format: format,
+            answer_item: match format {
+                AnswerFormat::Labels => " {label}".into(),
+                AnswerFormat::Interleaved => "\n{n}. {phrase}: {label}".into(),
+            },
+            labels: Labels {
+                yes: "T".into(),
+                no: "F".into(),
+            },
+            rerank_query: "Candidate: {phrase}\nIs it a keyphrase of the document? Answer: {label}"
+                .into(),
+        }
+    }
+
+    /// Reads `dir/kpg_selector.json`; a LLaMA directory without one gets the default template.
+    pub fn from_dir(dir: &Path) -> Result<Self> {
+        let path = dir.join(SELECTOR_FILE);
+        if !path.exists() {
+            return Ok(Self::default());
+        }
+        let text = std::fs::read_to_string(&path).map_err(|e| KpgError::io(&path, e))?;
+        let config: SelectorConfig = serde_json::from_str(&text).map_err(|e| {
+            KpgError::config(&path, "(template)", format!("{e}"))
+        })?;
+        config.validate(&path)?;
+        Ok(config)
+    }
+
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        let path = dir.join(SELECTOR_FILE);
+        let text = serde_json::to_string_pretty(self).expect("plain strings");
+        std::fs::write(&path, text).map_err(|e| KpgError::io(&path, e))
+    }
+
+    fn validate(&self, path: &Path) -> Result<()> {
+        let err = |field: &str, reason: &str| Err(KpgError::config(path, field, reason));
+        if self.labels.yes.is_empty() || self.labels.no.is_empty() || self.labels.yes == self.labels.no {
+            return err("labels", "the two labels must be different, non-empty strings");
+        }
+        if self.answer_item.matches("{label}").count() != 1 {
+            return err("answer_item", "must contain `{label}` exactly once");
+        }
+        let restates = self.answer_item.contains("{phrase}");
+        match self.answer_format {
+            AnswerFormat::Labels if restates => {
+                return err("answer_item", "the `labels` format does not restate `{phrase}`")
+            }
+            AnswerFormat::Interleaved if !restates => {
+                return err("answer_item", "the `interleaved` format restates `{phrase}`")
+            }
+            _ => {}
+        }
+        if !self.rerank_query.ends_with("{label}") || self.rerank_query.matches("{label}").count() != 1 {
+            return err("rerank_query", "must end with `{label}`, once");
+        }
+        Ok(())
+    }
+}
+
+/// Fills `{name}` placeholders from `values` in one pass: inserted text is never re-expanded, so a
+/// document that contains `{title}` stays as written. Unknown placeholders are kept literally.
+pub fn render(template: &str, values: &[(&str, &str)], out: &mut String) {
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let tail = &rest[open..];
+        let hit = values.iter().find(|(name, _)| {
+            tail.len() > name.len() + 1
+                && tail[1..].starts_with(name)
+                && tail.as_bytes()[name.len() + 1] == b'}'
+        });
+        match hit {
+            Some((name, value)) => {
+                out.push_str(value);
+                rest = &tail[name.len() + 2..];
+            }
+            None => {
+                out.push('{');
+                rest = &tail[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn render_does_not_reexpand_values() {
+        let mut out = String::new();
+        render("T: {title} / {abstract} {x}", &[("title", "{abstract}"), ("abstract", "a")], &mut out);
+        assert_eq!(out, "T: {abstract} / a {x}");
+    }
+
+    #[test]
+    fn defaults_are_valid_and_round_trip() {
+        for format in [AnswerFormat::Labels, AnswerFormat::Interleaved] {
+            let c = SelectorConfig::for_format(format);
+            c.validate(Path::new("x")).unwrap();
+            let json = serde_json::to_string(&c).unwrap();
+            assert_eq!(serde_json::from_str::<SelectorConfig>(&json).unwrap(), c);
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! The selector's input and output records (`kpg select`).
+//!
+//! Input: `{"id", "title", "abstract", "candidates": [{"phrase", "score"}]}`. Output:
+//! `{"id", "keyphrases": [...], "candidates": [{"phrase", "score", "selected", "p_true"}]}`, or
+//! `{"id", "error"}` for a record that could not be read or run.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::error::{KpgError, Result};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    pub phrase: String,
+    pub score: f64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SelectDocument {
+    pub id: String,
+    pub title: String,
+    pub abstract_: String,
+    pub candidates: Vec<Candidate>,
+}
+
+/// A candidate as the selector saw it, with its decision.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScoredCandidate {
+    pub phrase: String,
+    pub score: f64,
+    pub selected: bool,
+    pub p_true: f32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Selection {
+    pub id: String,
+    /// The selected phrases, in the order the selector saw them.
+    pub keyphrases: Vec<String>,
+    pub candidates: Vec<ScoredCandidate>,
+}
+
+/// The id of a record, for error lines: its `id` field when readable.
+pub fn record_id(line: &str) -> Option<String> {
+    let v: Value = serde_json::from_str(line).ok()?;
+    match v.get("id")? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// Parses one input line; errors name the field and the line.
+pub fn parse_document(line: &str, line_no: usize) -> Result<SelectDocument> {
+    let bad = |reason: String| KpgError::InvalidArgument(format!("line {line_no}: {reason}"));
+    let v: Value = serde_json::from_str(line).map_err(|e| bad(format!("malformed JSON: {e}")))?;
+    let obj = v.as_object().ok_or_else(|| bad("not a JSON object".into()))?;
+    let text = |key: &str| -> Result<String> {
+        match obj.get(key) {
+            Some(Value::String(s)) => Ok(s.clone()),
+            Some(_) => Err(bad(format!("`{key}` must be a string"))),
+            None => Err(bad(format!("missing field `{key}`"))),
+        }
+    };
+    let id = match obj.get("id") {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => return Err(bad("missing or invalid field `id`".into())),
+    };
+    let title = text("title")?;
+    let abstract_ = text("abstract")?;
+    let list = obj
+        .get("candidates")
+        .ok_or_else(|| bad("missing field `candidates`".into()))?
+        .as_array()
+        .ok_or_else(|| bad("`candidates` must be a list".into()))?;
+    let mut candidates = Vec::with_capacity(list.len());
+    for (i, c) in list.iter().enumerate() {
+        let phrase = c
+            .get("phrase")
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad(format!("candidate {} has no string `phrase`", i + 1)))?;
+        let score = match c.get("score") {
+            None | Some(Value::Null) => 0.0,
+            Some(s) => s
+                .as_f64()
+                .ok_or_else(|| bad(format!("candidate {} has a non-numeric `score`", i + 1)))?,
+        };
+        candidates.push(Candidate {
+            phrase: phrase.to_string(),
+            score,
+        });
+    }
+    Ok(SelectDocument {
+        id,
+        title,
+        abstract_,
+        candidates,
+    })
+}

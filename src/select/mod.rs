@@ -1,0 +1,213 @@
+//! The selector: an LLM as a sequence labeller over the generator's candidates (the paper's
+//! "LLM as selector"): one True/False decision per candidate, written in one autoregressive
+//! sequence so that each decision sees the earlier ones. Decoding is a fixed program of forced text
+//! and two-way label choices (`program`), run for many documents at once over the paged KV cache
+//! (`scheduler`).
+
+pub mod config;
+pub mod program;
+pub mod scheduler;
+pub mod document;
+pub mod run;
+
+use std::path::Path;
+
+use config::SelectorConfig;
+use document::{Candidate, ScoredCandidate, SelectDocument, Selection};
+use program::{rerank_program, rerank_prompt, selection_program, Program};
+use scheduler::{Decisions, Group};
+
+use crate::error::{KpgError, Result};
+use crate::model::llama::Llama;
+use crate::tokenizer::Tokenizer;
+
+/// In which order the candidates are shown (the paper's S-infer sorts by confidence).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CandidateOrder {
+    /// By generator confidence, highest first (stable for ties).
+    Confidence,
+    /// As given (building training data with a random order).
+    Given,
+}
+
+/// How candidates are judged.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SelectMode {
+    /// One sequence per document, one decision per candidate, each seeing the earlier ones.
+    Sequence,
+    /// The baseline: each candidate scored on its own; keep those with P(true) at or above
+    /// `threshold`, or the `top_k` most likely when given.
+    Rerank { threshold: f32, top_k: Option<usize> },
+}
+
+/// A selector directory loaded: the LLaMA model, its tokenizer and the template.
+pub struct Selector {
+    pub model: Llama,
+    pub config: SelectorConfig,
+    root: Vec<u32>,
+}
+
+impl Selector {
+    pub fn load(dir: &Path) -> Result<Self> {
+        let model = Llama::load(dir)?;
+        let config = SelectorConfig::from_dir(dir)?;
+        let tok = model.tokenizer.as_ref().ok_or_else(|| KpgError::MissingFile {
+            path: dir.join("tokenizer.json"),
+        })?;
+        program::check_template(&config, tok).map_err(|e| KpgError::Tokenizer {
+            path: tok.path().to_path_buf(),
+            reason: format!("cannot run the selection template: {e}"),
+        })?;
+        let root = tok.encode(&config.instruction, true)?;
+        Ok(Selector {
+            model,
+            config,
+            root,
+        })
+    }
+
+    fn tokenizer(&self) -> &Tokenizer {
+        self.model.tokenizer.as_ref().expect("checked at load")
+    }
+
+    /// The instruction's tokens, shared by every prompt.
+    pub fn root_tokens(&self) -> &[u32] {
+        &self.root
+    }
+
+    /// Candidate indices in presentation order.
+    pub fn presentation_order(candidates: &[Candidate], order: CandidateOrder) -> Vec<usize> {
+        let mut idx: Vec<usize> = (0..candidates.len()).collect();
+        if order == CandidateOrder::Confidence {
+            idx.sort_by(|&a, &b| candidates[b].score.total_cmp(&candidates[a].score));
+        }
+        idx
+    }
+
+    /// Splits a whole-sequence program into the part after `skip` tokens (which it must start with).
+    fn after(program: Program, skip: &[u32]) -> Option<Program> {
+        if !program.tokens.starts_with(skip) || program.labels.iter().any(|l| l.pos <= skip.len()) {
+            return None;
+        }
+        let n = skip.len();
+        Some(Program {
+            tokens: program.tokens[n..].to_vec(),
+            labels: program
+                .labels
+                .into_iter()
+                .map(|mut l| {
+                    l.pos -= n;
+                    l
+                })
+                .collect(),
+        })
+    }
+
+    /// The scheduler's work for one document, and the presentation order it used.
+    pub fn group(
+        &self,
+        doc: &SelectDocument,
+        order: CandidateOrder,
+        mode: SelectMode,
+        share_prefix: bool,
+    ) -> Result<(Vec<usize>, Group)> {
+        let order = Self::presentation_order(&doc.candidates, order);
+        let phrases: Vec<&str> = order.iter().map(|&i| doc.candidates[i].phrase.as_str()).collect();
+        let tok = self.tokenizer();
+        let root: &[u32] = if share_prefix { &self.root } else { &[] };
+        match mode {
+            SelectMode::Sequence => {
+                let p = selection_program(&self.config, tok, &doc.title, &doc.abstract_, &phrases)?;
+                let (shares_root, member) = match Self::after(p.clone(), root) {
+                    Some(m) if !root.is_empty() => (true, m),
+                    _ => (false, p),
+                };
+                Ok((
+                    order,
+                    Group {
+                        shares_root,
+                        prefix: Vec::new(),
+                        members: vec![member],
+                    },
+                ))
+            }
+            SelectMode::Rerank { .. } => {
+                let prompt = rerank_prompt(&self.config, &doc.title, &doc.abstract_);
+                let prompt_tokens = tok.encode(&prompt, true)?;
+                let shares_root = !root.is_empty() && prompt_tokens.starts_with(root);
+                let skip = if shares_root { root.len() } else { 0 };
+                let prefix = prompt_tokens[skip..].to_vec();
+                let mut members = Vec::with_capacity(phrases.len());
+                for (n, phrase) in phrases.iter().enumerate() {
+                    let p = rerank_program(&self.config, tok, &prompt, n + 1, phrase)?;
+                    let m = Self::after(p, &prompt_tokens).ok_or_else(|| {
+                        KpgError::InvalidArgument(format!(
+                            "candidate {} `{phrase}`: the rerank query changes how the document \
+                             prompt is tokenised",
+                            n + 1
+                        ))
+                    })?;
+                    members.push(m);
+                }
+                Ok((
+                    order,
+                    Group {
+                        shares_root,
+                        prefix,
+                        members,
+                    },
+                ))
+            }
+        }
+    }
+
+    /// Turns the scheduler's decisions back into the output record.
+    pub fn selection(
+        doc: &SelectDocument,
+        order: &[usize],
+        mode: SelectMode,
+        decisions: &[Decisions],
+    ) -> Selection {
+        let (selected, p_true): (Vec<bool>, Vec<f32>) = match mode {
+            SelectMode::Sequence => {
+                let d = &decisions[0];
+                (d.selected.clone(), d.p_true.clone())
+            }
+            SelectMode::Rerank { threshold, top_k } => {
+                let p: Vec<f32> = decisions.iter().map(|d| d.p_true[0]).collect();
+                let keep = match top_k {
+                    Some(k) => {
+                        let mut by_p: Vec<usize> = (0..p.len()).collect();
+                        by_p.sort_by(|&a, &b| p[b].total_cmp(&p[a]));
+                        let mut keep = vec![false; p.len()];
+                        for &i in by_p.iter().take(k) {
+                            keep[i] = true;
+                        }
+                        keep
+                    }
+                    None => p.iter().map(|&x| x >= threshold).collect(),
+                };
+                (keep, p)
+            }
+        };
+        let candidates: Vec<ScoredCandidate> = order
+            .iter()
+            .enumerate()
+            .map(|(k, &i)| ScoredCandidate {
+                phrase: doc.candidates[i].phrase.clone(),
+                score: doc.candidates[i].score,
+                selected: selected[k],
+                p_true: p_true[k],
+            })
+            .collect();
+        Selection {
+            id: doc.id.clone(),
+            keyphrases: candidates
+                .iter()
+                .filter(|c| c.selected)
+                .map(|c| c.phrase.clone())
+                .collect(),
+            candidates,
+        }
+    }
+}
