@@ -1,6 +1,7 @@
 //! The `kpg` command line: argument definitions and dispatch. Each subcommand turns its raw
 //! arguments into a validated config before doing any work.
 
+mod bench;
 mod debug;
 mod select;
 mod synth;
@@ -33,6 +34,46 @@ pub enum Command {
     Synth(SynthArgs),
     /// Select keyphrases among candidates with an LLM selector (JSON lines in, JSON lines out).
     Select(SelectArgs),
+    /// Throughput benchmarks; one JSON line of figures on stdout.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// The selector on synthetic documents: documents/s, prompt tokens/s, choice steps/s.
+    Select(BenchSelectArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct BenchSelectArgs {
+    /// Selector directory.
+    #[arg(long)]
+    pub selector: PathBuf,
+    /// Number of synthetic documents.
+    #[arg(long, default_value_t = 64)]
+    pub docs: usize,
+    /// Candidates per document.
+    #[arg(long, default_value_t = 10)]
+    pub candidates: usize,
+    /// Words per synthetic abstract.
+    #[arg(long, default_value_t = 120)]
+    pub words: usize,
+    /// Write the token programs and kpg's decisions here, for tools/peer_select.py.
+    #[arg(long)]
+    pub dump: Option<PathBuf>,
+    #[command(flatten)]
+    pub select: BenchSelectOptions,
+}
+
+/// Selection options the benchmark shares with `kpg select`.
+#[derive(Args, Debug)]
+pub struct BenchSelectOptions {
+    /// Benchmark the rerank baseline instead of sequence labelling.
+    #[arg(long)]
+    pub rerank: bool,
+    #[command(flatten)]
+    pub cache: CacheArgs,
 }
 
 /// KV-cache and batching limits of the selection scheduler.
@@ -185,6 +226,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Debug(DebugCommand::Load(args)) => debug::load_cost(args),
         Command::Synth(args) => synth::synth(args),
         Command::Select(args) => select::select(args),
+        Command::Bench(cmd) => bench::bench(cmd),
     }
 }
 

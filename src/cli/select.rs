@@ -4,7 +4,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::time::Instant;
 
-use super::{CacheArgs, SelectArgs};
+use super::{BenchSelectOptions, CacheArgs, SelectArgs};
 use crate::error::{KpgError, Result};
 use crate::select::run::{select_lines, SelectOptions, SelectSummary};
 use crate::select::scheduler::SchedulerOptions;
@@ -55,12 +55,33 @@ impl SelectArgs {
     }
 }
 
+impl BenchSelectOptions {
+    pub fn options(&self) -> Result<SelectOptions> {
+        Ok(SelectOptions {
+            order: CandidateOrder::Confidence,
+            mode: if self.rerank {
+                SelectMode::Rerank {
+                    threshold: 0.5,
+                    top_k: None,
+                }
+            } else {
+                SelectMode::Sequence
+            },
+            scheduler: self.cache.scheduler_options()?,
+        })
+    }
+}
+
 /// Lines of the input as UTF-8 strings; a line that is not UTF-8 becomes an error item in place.
-pub(crate) fn input_lines(path: Option<&std::path::Path>) -> Result<Box<dyn Iterator<Item = Result<String>>>> {
+pub(crate) fn input_lines(
+    path: Option<&std::path::Path>,
+) -> Result<Box<dyn Iterator<Item = Result<String>>>> {
     let reader: Box<dyn BufRead> = match path {
         None => Box::new(BufReader::new(std::io::stdin())),
         Some(p) if p.as_os_str() == "-" => Box::new(BufReader::new(std::io::stdin())),
-        Some(p) => Box::new(BufReader::new(File::open(p).map_err(|e| KpgError::io(p, e))?)),
+        Some(p) => Box::new(BufReader::new(
+            File::open(p).map_err(|e| KpgError::io(p, e))?,
+        )),
     };
     let name = path.map_or("<stdin>".to_string(), |p| p.display().to_string());
     Ok(Box::new(
@@ -117,7 +138,9 @@ pub fn select(args: SelectArgs) -> Result<i32> {
     let selector = Selector::load(&args.selector)?;
     let lines = input_lines(args.input.as_deref())?;
     let mut out: Box<dyn Write> = match &args.output {
-        Some(p) => Box::new(BufWriter::new(File::create(p).map_err(|e| KpgError::io(p, e))?)),
+        Some(p) => Box::new(BufWriter::new(
+            File::create(p).map_err(|e| KpgError::io(p, e))?,
+        )),
         None => Box::new(BufWriter::new(std::io::stdout().lock())),
     };
     let mut progress = Progress::new("select");

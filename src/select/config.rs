@@ -90,9 +90,8 @@ impl SelectorConfig {
             return Ok(Self::default());
         }
         let text = std::fs::read_to_string(&path).map_err(|e| KpgError::io(&path, e))?;
-        let config: SelectorConfig = serde_json::from_str(&text).map_err(|e| {
-            KpgError::config(&path, "(template)", format!("{e}"))
-        })?;
+        let config: SelectorConfig = serde_json::from_str(&text)
+            .map_err(|e| KpgError::config(&path, "(template)", format!("{e}")))?;
         config.validate(&path)?;
         Ok(config)
     }
@@ -105,8 +104,14 @@ impl SelectorConfig {
 
     fn validate(&self, path: &Path) -> Result<()> {
         let err = |field: &str, reason: &str| Err(KpgError::config(path, field, reason));
-        if self.labels.yes.is_empty() || self.labels.no.is_empty() || self.labels.yes == self.labels.no {
-            return err("labels", "the two labels must be different, non-empty strings");
+        if self.labels.yes.is_empty()
+            || self.labels.no.is_empty()
+            || self.labels.yes == self.labels.no
+        {
+            return err(
+                "labels",
+                "the two labels must be different, non-empty strings",
+            );
         }
         if self.answer_item.matches("{label}").count() != 1 {
             return err("answer_item", "must contain `{label}` exactly once");
@@ -114,14 +119,22 @@ impl SelectorConfig {
         let restates = self.answer_item.contains("{phrase}");
         match self.answer_format {
             AnswerFormat::Labels if restates => {
-                return err("answer_item", "the `labels` format does not restate `{phrase}`")
+                return err(
+                    "answer_item",
+                    "the `labels` format does not restate `{phrase}`",
+                )
             }
             AnswerFormat::Interleaved if !restates => {
-                return err("answer_item", "the `interleaved` format restates `{phrase}`")
+                return err(
+                    "answer_item",
+                    "the `interleaved` format restates `{phrase}`",
+                )
             }
             _ => {}
         }
-        if !self.rerank_query.ends_with("{label}") || self.rerank_query.matches("{label}").count() != 1 {
+        if !self.rerank_query.ends_with("{label}")
+            || self.rerank_query.matches("{label}").count() != 1
+        {
             return err("rerank_query", "must end with `{label}`, once");
         }
         Ok(())
@@ -161,7 +174,11 @@ mod tests {
     #[test]
     fn render_does_not_reexpand_values() {
         let mut out = String::new();
-        render("T: {title} / {abstract} {x}", &[("title", "{abstract}"), ("abstract", "a")], &mut out);
+        render(
+            "T: {title} / {abstract} {x}",
+            &[("title", "{abstract}"), ("abstract", "a")],
+            &mut out,
+        );
         assert_eq!(out, "T: {abstract} / a {x}");
     }
 

@@ -54,7 +54,9 @@ pub fn record_id(line: &str) -> Option<String> {
 pub fn parse_document(line: &str, line_no: usize) -> Result<SelectDocument> {
     let bad = |reason: String| KpgError::InvalidArgument(format!("line {line_no}: {reason}"));
     let v: Value = serde_json::from_str(line).map_err(|e| bad(format!("malformed JSON: {e}")))?;
-    let obj = v.as_object().ok_or_else(|| bad("not a JSON object".into()))?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| bad("not a JSON object".into()))?;
     let text = |key: &str| -> Result<String> {
         match obj.get(key) {
             Some(Value::String(s)) => Ok(s.clone()),

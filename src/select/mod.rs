@@ -5,10 +5,10 @@
 //! (`scheduler`).
 
 pub mod config;
-pub mod program;
-pub mod scheduler;
 pub mod document;
+pub mod program;
 pub mod run;
+pub mod scheduler;
 
 use std::path::Path;
 
@@ -37,7 +37,10 @@ pub enum SelectMode {
     Sequence,
     /// The baseline: each candidate scored on its own; keep those with P(true) at or above
     /// `threshold`, or the `top_k` most likely when given.
-    Rerank { threshold: f32, top_k: Option<usize> },
+    Rerank {
+        threshold: f32,
+        top_k: Option<usize>,
+    },
 }
 
 /// A selector directory loaded: the LLaMA model, its tokenizer and the template.
@@ -51,9 +54,12 @@ impl Selector {
     pub fn load(dir: &Path) -> Result<Self> {
         let model = Llama::load(dir)?;
         let config = SelectorConfig::from_dir(dir)?;
-        let tok = model.tokenizer.as_ref().ok_or_else(|| KpgError::MissingFile {
-            path: dir.join("tokenizer.json"),
-        })?;
+        let tok = model
+            .tokenizer
+            .as_ref()
+            .ok_or_else(|| KpgError::MissingFile {
+                path: dir.join("tokenizer.json"),
+            })?;
         program::check_template(&config, tok).map_err(|e| KpgError::Tokenizer {
             path: tok.path().to_path_buf(),
             reason: format!("cannot run the selection template: {e}"),
@@ -112,7 +118,10 @@ impl Selector {
         share_prefix: bool,
     ) -> Result<(Vec<usize>, Group)> {
         let order = Self::presentation_order(&doc.candidates, order);
-        let phrases: Vec<&str> = order.iter().map(|&i| doc.candidates[i].phrase.as_str()).collect();
+        let phrases: Vec<&str> = order
+            .iter()
+            .map(|&i| doc.candidates[i].phrase.as_str())
+            .collect();
         let tok = self.tokenizer();
         let root: &[u32] = if share_prefix { &self.root } else { &[] };
         match mode {

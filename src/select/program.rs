@@ -49,17 +49,32 @@ fn render_selection(
 ) -> Rendered {
     let mut text = String::new();
     text.push_str(&config.instruction);
-    render(&config.document, &[("title", title), ("abstract", abstract_)], &mut text);
+    render(
+        &config.document,
+        &[("title", title), ("abstract", abstract_)],
+        &mut text,
+    );
     text.push_str(&config.candidates_header);
     for (i, phrase) in phrases.iter().enumerate() {
         let n = (i + 1).to_string();
-        render(&config.candidate, &[("n", &n), ("phrase", phrase)], &mut text);
+        render(
+            &config.candidate,
+            &[("n", &n), ("phrase", phrase)],
+            &mut text,
+        );
     }
     text.push_str(&config.answer_prefix);
     let mut label_spans = Vec::with_capacity(phrases.len());
     for (i, phrase) in phrases.iter().enumerate() {
         let n = (i + 1).to_string();
-        push_item(&config.answer_item, &n, phrase, label, &mut text, &mut label_spans);
+        push_item(
+            &config.answer_item,
+            &n,
+            phrase,
+            label,
+            &mut text,
+            &mut label_spans,
+        );
     }
     Rendered { text, label_spans }
 }
@@ -84,14 +99,25 @@ fn push_item(
 /// The document part shared by the rerank queries of one document (instruction included).
 pub fn rerank_prompt(config: &SelectorConfig, title: &str, abstract_: &str) -> String {
     let mut text = config.instruction.clone();
-    render(&config.document, &[("title", title), ("abstract", abstract_)], &mut text);
+    render(
+        &config.document,
+        &[("title", title), ("abstract", abstract_)],
+        &mut text,
+    );
     text
 }
 
 fn render_rerank(config: &SelectorConfig, prompt: &str, phrase: &str, label: &str) -> Rendered {
     let mut text = prompt.to_string();
     let mut label_spans = Vec::new();
-    push_item(&config.rerank_query, "1", phrase, label, &mut text, &mut label_spans);
+    push_item(
+        &config.rerank_query,
+        "1",
+        phrase,
+        label,
+        &mut text,
+        &mut label_spans,
+    );
     Rendered { text, label_spans }
 }
 
@@ -111,14 +137,18 @@ fn compile(tok: &Tokenizer, yes: Rendered, no: Rendered, what: &str) -> Result<P
     let mut labels = Vec::with_capacity(yes_pos.len());
     for &pos in &yes_pos {
         if yes_ids[pos] == no_ids[pos] {
-            return Err(template_error(what, "the two labels encode to the same token".into()));
+            return Err(template_error(
+                what,
+                "the two labels encode to the same token".into(),
+            ));
         }
         labels.push(LabelSlot {
             pos,
             ids: [yes_ids[pos], no_ids[pos]],
         });
     }
-    let forced_differ = (0..yes_ids.len()).any(|i| yes_ids[i] != no_ids[i] && !yes_pos.contains(&i));
+    let forced_differ =
+        (0..yes_ids.len()).any(|i| yes_ids[i] != no_ids[i] && !yes_pos.contains(&i));
     if forced_differ {
         return Err(template_error(
             what,
@@ -127,7 +157,10 @@ fn compile(tok: &Tokenizer, yes: Rendered, no: Rendered, what: &str) -> Result<P
     }
     let end = labels.last().map_or(0, |l| l.pos);
     if labels.first().is_some_and(|l| l.pos == 0) {
-        return Err(template_error(what, "a label cannot be the first token".into()));
+        return Err(template_error(
+            what,
+            "a label cannot be the first token".into(),
+        ));
     }
     let mut tokens = yes_ids;
     tokens.truncate(end + 1);
@@ -229,7 +262,11 @@ pub fn rerank_program(
 /// Checks at load time that the tokenizer keeps each label a single token in context, on a probe
 /// document, for both the selection and the rerank templates.
 pub fn check_template(config: &SelectorConfig, tok: &Tokenizer) -> Result<()> {
-    let phrases = ["keyphrase generation", "optimal transport", "large language model"];
+    let phrases = [
+        "keyphrase generation",
+        "optimal transport",
+        "large language model",
+    ];
     let title = "One2Set and large language models";
     let abstract_ = "We generate keyphrases with a set generator and select them with an LLM.";
     selection_program(config, tok, title, abstract_, &phrases)?;

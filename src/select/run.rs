@@ -71,7 +71,11 @@ where
     W: FnMut(&str) -> Result<()>,
 {
     let share = opts.scheduler.share_prefix;
-    let mut scheduler = Scheduler::new(&selector.model, selector.root_tokens(), opts.scheduler.clone())?;
+    let mut scheduler = Scheduler::new(
+        &selector.model,
+        selector.root_tokens(),
+        opts.scheduler.clone(),
+    )?;
     let work = lines.into_iter().enumerate().map(|(i, line)| {
         let line_no = i + 1;
         let mut payload = Payload {

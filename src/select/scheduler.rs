@@ -216,8 +216,7 @@ impl<'m> Scheduler<'m> {
                 if let Some(g) = group {
                     let (prefix_cost, member_cost) = self.group_cost(g);
                     let need = prefix_cost + member_cost;
-                    let capacity = self.cache.allocator().num_blocks()
-                        - self.root.blocks().len();
+                    let capacity = self.cache.allocator().num_blocks() - self.root.blocks().len();
                     if need > capacity {
                         let (payload, _) = input.next().unwrap();
                         let err = KpgError::InvalidArgument(format!(
@@ -381,13 +380,14 @@ impl<'m> Scheduler<'m> {
             if budget == 0 || plan.len() == self.opts.max_batch_seqs {
                 break;
             }
-            let stop = seq
-                .labels
-                .get(seq.next_label)
-                .map_or(seq.end, |l| l.pos);
+            let stop = seq.labels.get(seq.next_label).map_or(seq.end, |l| l.pos);
             let chunk_end = stop.min(seq.cursor + budget);
             budget -= chunk_end - seq.cursor;
-            plan.push((i, chunk_end, chunk_end == stop && seq.next_label < seq.labels.len()));
+            plan.push((
+                i,
+                chunk_end,
+                chunk_end == stop && seq.next_label < seq.labels.len(),
+            ));
         }
         let label_ids: Vec<[u32; 2]> = plan
             .iter()

@@ -26,6 +26,11 @@ pub struct TokenContext<'a> {
     pub block_tables: &'a [&'a [u32]], // [seqs][logical block] -> physical block
 }
 
+/// Query chunks up to this long attend key by key straight from the cache blocks; longer ones
+/// (prefill) gather the keys once and use two GEMMs.
+const DIRECT_MAX_QUERIES: usize = 8;
+
+/// Causal attention of a batch of query chunks over the paged cache.
 pub fn paged_attention_forward(
     out: &mut [f32], // [tokens, num_heads, head_dim]
     q: &[f32],       // [tokens, num_heads, head_dim]
@@ -33,41 +38,280 @@ pub fn paged_attention_forward(
     ctx: &TokenContext<'_>,
     num_heads: usize,
 ) {
+    let row = num_heads * cache.head_dim;
+    assert_eq!(
+        q.len(),
+        ctx.token_seq.len() * row,
+        "q is not [tokens, heads, head_dim]"
+    );
+    assert_eq!(out.len(), q.len(), "out is not [tokens, heads, head_dim]");
+    // Each sequence's tokens are contiguous in the batch.
+    let mut runs: Vec<(usize, usize)> = Vec::new(); // (first token, count)
+    for (t, &s) in ctx.token_seq.iter().enumerate() {
+        match runs.last_mut() {
+            Some((first, n)) if ctx.token_seq[*first] == s => *n += 1,
+            _ => runs.push((t, 1)),
+        }
+    }
+    let (short, long): (Vec<_>, Vec<_>) = runs.into_iter().partition(|r| r.1 <= DIRECT_MAX_QUERIES);
+    let short_tokens: Vec<usize> = short.iter().flat_map(|&(f, n)| f..f + n).collect();
+    attention_direct(out, q, cache, ctx, num_heads, &short_tokens);
+    attention_gemm(out, q, cache, ctx, num_heads, &long);
+}
+
+/// One task per (token, head): scores key by key, walking the block table block by block.
+fn attention_direct(
+    out: &mut [f32],
+    q: &[f32],
+    cache: PagedLayer<'_>,
+    ctx: &TokenContext<'_>,
+    num_heads: usize,
+    tokens: &[usize],
+) {
     let hd = cache.head_dim;
-    let group = num_heads / cache.num_kv_heads;
-    let scale = 1.0 / (hd as f32).sqrt();
-    out.par_chunks_mut(hd)
-        .zip(q.par_chunks(hd))
-        .enumerate()
-        .for_each_init(Vec::new, |scores: &mut Vec<f32>, (idx, (o, qh))| {
-            let (t, h) = (idx / num_heads, idx % num_heads);
-            let kv_head = h / group;
-            let table = ctx.block_tables[ctx.token_seq[t] as usize];
-            let len = ctx.token_pos[t] as usize + 1;
-            let offset = |j: usize| {
-                let block = table[j / cache.block_size] as usize;
-                ((block * cache.block_size + j % cache.block_size) * cache.num_kv_heads + kv_head)
-                    * hd
+    let row = num_heads * hd;
+    let out_addr = out.as_mut_ptr() as usize;
+    (0..tokens.len() * num_heads)
+        .into_par_iter()
+        .for_each_init(Vec::new, |scores, idx| {
+            let (t, h) = (tokens[idx / num_heads], idx % num_heads);
+            // SAFETY: every (token, head) pair is a distinct task, so the hd outputs written here are
+            // written by this task alone; they lie inside `out`, whose length was checked above.
+            let o = unsafe {
+                std::slice::from_raw_parts_mut((out_addr as *mut f32).add(t * row + h * hd), hd)
             };
-            scores.clear();
-            let mut max = f32::NEG_INFINITY;
-            for j in 0..len {
-                let k0 = offset(j);
-                let s = simd::dot(qh, &cache.k[k0..k0 + hd]) * scale;
-                max = max.max(s);
-                scores.push(s);
-            }
-            let mut sum = 0f32;
-            for s in scores.iter_mut() {
-                *s = (*s - max).exp();
-                sum += *s;
-            }
-            o.fill(0.0);
-            for (j, p) in scores.iter().enumerate() {
-                let v0 = offset(j);
-                simd::axpy(o, *p / sum, &cache.v[v0..v0 + hd]);
-            }
+            let qh = &q[t * row + h * hd..t * row + (h + 1) * hd];
+            attend_one(
+                o,
+                qh,
+                cache,
+                ctx,
+                t,
+                h * cache.num_kv_heads / num_heads,
+                scores,
+            );
         });
+}
+
+/// `FMA` picks fused multiply-adds, for callers compiled with the FMA feature (the helpers are
+/// called directly, not passed as values, so that they inline with the caller's features).
+#[inline(always)]
+fn attend_one_body<const FMA: bool>(
+    o: &mut [f32],
+    qh: &[f32],
+    cache: PagedLayer<'_>,
+    ctx: &TokenContext<'_>,
+    t: usize,
+    kv_head: usize,
+    scores: &mut Vec<f32>,
+) {
+    let dot = |a: &[f32], b: &[f32]| {
+        if FMA {
+            simd::dot_fma_inline(a, b)
+        } else {
+            simd::dot_reference(a, b)
+        }
+    };
+    let hd = cache.head_dim;
+    let bs = cache.block_size;
+    let table = ctx.block_tables[ctx.token_seq[t] as usize];
+    let len = ctx.token_pos[t] as usize + 1;
+    let scale = 1.0 / (hd as f32).sqrt();
+    let key_at = |block: u32, slot: usize| {
+        ((block as usize * bs + slot) * cache.num_kv_heads + kv_head) * hd
+    };
+    scores.clear();
+    let mut max = f32::NEG_INFINITY;
+    for (b, &block) in table.iter().enumerate().take(len.div_ceil(bs)) {
+        for slot in 0..bs.min(len - b * bs) {
+            let at = key_at(block, slot);
+            let s = dot(qh, &cache.k[at..at + hd]) * scale;
+            max = max.max(s);
+            scores.push(s);
+        }
+    }
+    let mut sum = 0f32;
+    for s in scores.iter_mut() {
+        *s = (*s - max).exp();
+        sum += *s;
+    }
+    let inv = 1.0 / sum;
+    o.fill(0.0);
+    for (b, &block) in table.iter().enumerate().take(len.div_ceil(bs)) {
+        for slot in 0..bs.min(len - b * bs) {
+            let at = key_at(block, slot);
+            let alpha = scores[b * bs + slot] * inv;
+            if FMA {
+                simd::axpy_fma_inline(o, alpha, &cache.v[at..at + hd]);
+            } else {
+                simd::axpy_reference(o, alpha, &cache.v[at..at + hd]);
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,fma")]
+unsafe fn attend_one_avx512(
+    o: &mut [f32],
+    qh: &[f32],
+    cache: PagedLayer<'_>,
+    ctx: &TokenContext<'_>,
+    t: usize,
+    kv_head: usize,
+    scores: &mut Vec<f32>,
+) {
+    attend_one_body::<true>(o, qh, cache, ctx, t, kv_head, scores)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn attend_one_avx2(
+    o: &mut [f32],
+    qh: &[f32],
+    cache: PagedLayer<'_>,
+    ctx: &TokenContext<'_>,
+    t: usize,
+    kv_head: usize,
+    scores: &mut Vec<f32>,
+) {
+    attend_one_body::<true>(o, qh, cache, ctx, t, kv_head, scores)
+}
+
+/// One query head of one token over its sequence's cache, compiled for the best available
+/// instruction set so that the per-key dot products inline.
+fn attend_one(
+    o: &mut [f32],
+    qh: &[f32],
+    cache: PagedLayer<'_>,
+    ctx: &TokenContext<'_>,
+    t: usize,
+    kv_head: usize,
+    scores: &mut Vec<f32>,
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports AVX-512F (and so FMA), checked just above.
+            return unsafe { attend_one_avx512(o, qh, cache, ctx, t, kv_head, scores) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the CPU supports AVX2 and FMA, checked just above.
+            return unsafe { attend_one_avx2(o, qh, cache, ctx, t, kv_head, scores) };
+        }
+    }
+    attend_one_body::<false>(o, qh, cache, ctx, t, kv_head, scores)
+}
+
+/// Per sequence and KV head: gather the head's keys and values from the blocks, then
+/// two GEMMs per query head — scores = Q·Kᵀ, causal softmax per row, out = P·V — so that a long
+/// prefill chunk runs at matrix-product speed instead of one short dot product per key.
+fn attention_gemm(
+    out: &mut [f32],
+    q: &[f32],
+    cache: PagedLayer<'_>,
+    ctx: &TokenContext<'_>,
+    num_heads: usize,
+    runs: &[(usize, usize)],
+) {
+    let hd = cache.head_dim;
+    let kv_heads = cache.num_kv_heads;
+    let group = num_heads / kv_heads;
+    let row = num_heads * hd;
+    let scale = 1.0 / (hd as f32).sqrt();
+    let tasks: Vec<(usize, usize)> = (0..runs.len())
+        .flat_map(|r| (0..kv_heads).map(move |g| (r, g)))
+        .collect();
+    let out_addr = out.as_mut_ptr() as usize;
+    tasks.par_iter().for_each_init(
+        || (Vec::new(), Vec::new(), Vec::new()),
+        |(k, v, scores): &mut (Vec<f32>, Vec<f32>, Vec<f32>), &(r, kv_head)| {
+            let (first, n) = runs[r];
+            let table = ctx.block_tables[ctx.token_seq[first] as usize];
+            let positions = &ctx.token_pos[first..first + n];
+            let len = *positions.iter().max().unwrap() as usize + 1;
+            // k, v: [len, head_dim], gathered block by block with whole-row copies.
+            k.resize(len * hd, 0.0);
+            v.resize(len * hd, 0.0);
+            for (b, &block) in table
+                .iter()
+                .enumerate()
+                .take(len.div_ceil(cache.block_size))
+            {
+                for slot in 0..cache.block_size.min(len - b * cache.block_size) {
+                    let j = b * cache.block_size + slot;
+                    let at = ((block as usize * cache.block_size + slot) * kv_heads + kv_head) * hd;
+                    k[j * hd..(j + 1) * hd].copy_from_slice(&cache.k[at..at + hd]);
+                    v[j * hd..(j + 1) * hd].copy_from_slice(&cache.v[at..at + hd]);
+                }
+            }
+            scores.resize(n * len, 0.0); // [n, len]
+            for h in kv_head * group..(kv_head + 1) * group {
+                let q_h = &q[first * row + h * hd..];
+                // SAFETY: scores is [n, len] (column stride len as dst of m = len rows); k is
+                // [len, hd] read as a (len × hd) row-major lhs; q_h is read as (hd × n) with
+                // column stride `row`, inside q since the last element is at
+                // (n-1)·row + hd - 1 < q_h.len(). Nothing aliases scores.
+                unsafe {
+                    gemm::gemm(
+                        len,
+                        n,
+                        hd,
+                        scores.as_mut_ptr(),
+                        len as isize,
+                        1,
+                        false,
+                        k.as_ptr(),
+                        1,
+                        hd as isize,
+                        q_h.as_ptr(),
+                        row as isize,
+                        1,
+                        0.0,
+                        scale,
+                        false,
+                        false,
+                        false,
+                        gemm::Parallelism::None,
+                    );
+                }
+                for (t, s) in scores.chunks_mut(len).enumerate() {
+                    let visible = positions[t] as usize + 1;
+                    simd::softmax_in_place(&mut s[..visible]);
+                    s[visible..].fill(0.0);
+                }
+                // SAFETY: the destination is out[first + t][h][0..hd] for t < n, an (hd × n)
+                // column-major block with column stride `row`. Tasks own disjoint (sequence,
+                // kv head) pairs, so no two tasks write the same element; v is [len, hd] read as an
+                // (hd × len) column-major lhs, scores as (len × n) column-major.
+                unsafe {
+                    let dst = (out_addr as *mut f32).add(first * row + h * hd);
+                    gemm::gemm(
+                        hd,
+                        n,
+                        len,
+                        dst,
+                        row as isize,
+                        1,
+                        false,
+                        v.as_ptr(),
+                        hd as isize,
+                        1,
+                        scores.as_ptr(),
+                        len as isize,
+                        1,
+                        0.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        gemm::Parallelism::None,
+                    );
+                }
+            }
+        },
+    );
 }
 
 /// The specification: attention over contiguous keys and values of one sequence, f64 softmax.

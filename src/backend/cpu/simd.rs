@@ -76,6 +76,63 @@ unsafe fn axpy_avx2(y: &mut [f32], alpha: f32, x: &[f32]) {
     axpy_body!(y, alpha, x, fma)
 }
 
+/// The dot product body with fused multiply-adds, for inlining into a caller compiled with
+/// `target_feature(enable = "fma")` (elsewhere `mul_add` is a slow library call).
+#[inline(always)]
+pub fn dot_fma_inline(a: &[f32], b: &[f32]) -> f32 {
+    dot_body!(a, b, fma)
+}
+
+/// `y += alpha * x` with fused multiply-adds, for inlining as `dot_fma_inline`.
+#[inline(always)]
+pub fn axpy_fma_inline(y: &mut [f32], alpha: f32, x: &[f32]) {
+    axpy_body!(y, alpha, x, fma)
+}
+
+/// `y += alpha * x` without fused multiply-adds.
+#[inline(always)]
+pub fn axpy_reference(y: &mut [f32], alpha: f32, x: &[f32]) {
+    axpy_body!(y, alpha, x, mul_add_plain)
+}
+
+/// e^x for f32 in a branch-free form that vectorises (Cephes' expf: x = n·ln2 + r, a degree-6
+/// polynomial for e^r, 2^n built in the exponent bits); within 2 ulp of the correctly rounded
+/// result over the softmax range (x <= 0), and 0 below -87.
+#[inline(always)]
+pub fn exp_fast(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    let x = x.clamp(-87.0, 88.0);
+    let n = (x * LOG2E).round();
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let p = 1.987_569_1e-4_f32;
+    let p = p * r + 1.398_199_9e-3;
+    let p = p * r + 8.333_452e-3;
+    let p = p * r + 4.166_579_6e-2;
+    let p = p * r + 1.666_666_5e-1;
+    let p = p * r + 5e-1;
+    let e = p * r * r + r + 1.0;
+    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    e * scale
+}
+
+/// Softmax of `s` in place: exp(s - max) / sum.
+pub fn softmax_in_place(s: &mut [f32]) {
+    let max = s.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+    let mut lanes = [0f32; 16];
+    for chunk in s.chunks_mut(16) {
+        for (x, lane) in chunk.iter_mut().zip(lanes.iter_mut()) {
+            *x = exp_fast(*x - max);
+            *lane += *x;
+        }
+    }
+    let inv = 1.0 / lanes.iter().sum::<f32>();
+    for x in s.iter_mut() {
+        *x *= inv;
+    }
+}
+
 /// Plain f32 dot product of the common prefix of `a` and `b`: the reference.
 pub fn dot_reference(a: &[f32], b: &[f32]) -> f32 {
     dot_body!(a, b, mul_add_plain)
@@ -120,6 +177,20 @@ pub fn axpy(y: &mut [f32], alpha: f32, x: &[f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exp_fast_matches_libm() {
+        let mut x = -90.0f32;
+        while x < 10.0 {
+            let (got, want) = (exp_fast(x) as f64, (x as f64).exp());
+            let tol = 3.0 * f32::EPSILON as f64 * want + f32::MIN_POSITIVE as f64 * 4.0;
+            assert!(
+                (got - want).abs() <= tol || (x < -87.0 && got == 0.0),
+                "x={x}: {got} vs {want}"
+            );
+            x += 0.0137;
+        }
+    }
 
     #[test]
     fn dot_and_axpy_match_plain_loops_on_awkward_lengths() {

@@ -1,0 +1,463 @@
+//! The selector: constrained decoding equals greedy decoding over the whole vocabulary restricted to
+//! the labels; a document's decisions do not depend on its batch, on prefix sharing or on the cache
+//! size; bad records are reported in place; templates that tokenise badly fail at load.
+
+mod common;
+
+use std::path::Path;
+
+use kpg::kv_cache::{BlockTable, CacheCapacity};
+use kpg::model::llama::{LlamaWorkspace, LogitRows, SeqChunk};
+use kpg::model::weights::DType;
+use kpg::select::config::{AnswerFormat, SelectorConfig};
+use kpg::select::document::{Candidate, SelectDocument};
+use kpg::select::run::{select_lines, SelectOptions};
+use kpg::select::scheduler::{decide, SchedulerOptions};
+use kpg::select::{CandidateOrder, SelectMode, Selector};
+use serde_json::{json, Value};
+
+fn synth_selector(dir: &Path, format: AnswerFormat) -> Selector {
+    kpg::synth::synth_llama(
+        &kpg::synth::llama_preset("tiny").unwrap(),
+        DType::F32,
+        42,
+        dir,
+    )
+    .unwrap();
+    SelectorConfig::for_format(format).write(dir).unwrap();
+    Selector::load(dir).unwrap()
+}
+
+const WORDS: [&str; 24] = [
+    "optimal",
+    "transport",
+    "keyphrase",
+    "generation",
+    "language",
+    "model",
+    "sinkhorn",
+    "set",
+    "control",
+    "code",
+    "decoder",
+    "encoder",
+    "attention",
+    "copy",
+    "mechanism",
+    "selection",
+    "precision",
+    "recall",
+    "absent",
+    "present",
+    "graph",
+    "neural",
+    "retrieval",
+    "index",
+];
+
+/// A deterministic document with `n_cand` candidates and an abstract of about `words` words.
+fn document(i: usize, words: usize, n_cand: usize) -> SelectDocument {
+    let w = |k: usize| WORDS[(i * 7 + k * 13) % WORDS.len()];
+    SelectDocument {
+        id: format!("doc-{i}"),
+        title: format!("{} {} for {}", w(0), w(1), w(2)),
+        abstract_: (0..words).map(|k| w(k + 3)).collect::<Vec<_>>().join(" "),
+        candidates: (0..n_cand)
+            .map(|k| Candidate {
+                phrase: format!("{} {}", w(k + 1), w(2 * k + 5)),
+                score: ((i * 31 + k * 17) % 100) as f64 / 100.0,
+            })
+            .collect(),
+    }
+}
+
+fn to_line(d: &SelectDocument) -> String {
+    json!({"id": d.id, "title": d.title, "abstract": d.abstract_,
+        "candidates": d.candidates.iter().map(|c| json!({"phrase": c.phrase, "score": c.score})).collect::<Vec<_>>()})
+    .to_string()
+}
+
+fn run(selector: &Selector, docs: &[SelectDocument], opts: &SelectOptions) -> Vec<Value> {
+    let lines: Vec<kpg::Result<String>> = docs.iter().map(|d| Ok(to_line(d))).collect();
+    let mut out = Vec::new();
+    select_lines(
+        selector,
+        lines,
+        opts,
+        |l| {
+            out.push(serde_json::from_str(l).unwrap());
+            Ok(())
+        },
+        |_| {},
+    )
+    .unwrap();
+    out
+}
+
+/// Greedy decoding token by token with the full LM head, restricted to the two labels at each
+/// choice: the specification the constrained program must reproduce.
+fn reference_decisions(selector: &Selector, doc: &SelectDocument) -> (Vec<bool>, Vec<f32>) {
+    let (_, group) = selector
+        .group(doc, CandidateOrder::Confidence, SelectMode::Sequence, false)
+        .unwrap();
+    let program = &group.members[0];
+    let model = &selector.model;
+    let mut cache = model.new_cache(CacheCapacity::Tokens(4096), 16).unwrap();
+    let mut ws = LlamaWorkspace::default();
+    let mut table = BlockTable::default();
+    let vocab = model.config.vocab_size;
+    let (mut selected, mut p_true) = (Vec::new(), Vec::new());
+    let mut tokens = program.tokens.clone();
+    let mut logits = Vec::new();
+    let mut label = 0;
+    for pos in 0..tokens.len() {
+        if label < program.labels.len() && program.labels[label].pos == pos {
+            let ids = program.labels[label].ids;
+            let (lt, lf) = (logits[ids[0] as usize], logits[ids[1] as usize]);
+            // Restricted greedy: the argmax of the full row over the two label ids.
+            let yes = if lt == lf { ids[0] < ids[1] } else { lt > lf };
+            let (dec, p) = decide(lt, lf, ids);
+            assert_eq!(dec, yes);
+            selected.push(yes);
+            p_true.push(p);
+            tokens[pos] = if yes { ids[0] } else { ids[1] };
+            label += 1;
+            if label == program.labels.len() {
+                break;
+            }
+        }
+        let tok = [tokens[pos]];
+        let mut batch = [SeqChunk {
+            table: &mut table,
+            tokens: &tok,
+        }];
+        logits = model
+            .forward(&mut cache, &mut ws, &mut batch, LogitRows::Last)
+            .unwrap()[..vocab]
+            .to_vec();
+    }
+    (selected, p_true)
+}
+
+fn decisions(v: &Value) -> (Vec<bool>, Vec<f32>) {
+    let c = v["candidates"]
+        .as_array()
+        .unwrap_or_else(|| panic!("not a selection: {v}"));
+    (
+        c.iter().map(|c| c["selected"].as_bool().unwrap()).collect(),
+        c.iter()
+            .map(|c| c["p_true"].as_f64().unwrap() as f32)
+            .collect(),
+    )
+}
+
+fn assert_same(what: &str, a: &Value, b: &Value) {
+    let (da, pa) = decisions(a);
+    let (db, pb) = decisions(b);
+    assert_eq!(da, db, "{what}: decisions differ for {}", a["id"]);
+    for (x, y) in pa.iter().zip(&pb) {
+        assert!(
+            (x - y).abs() <= 1e-5,
+            "{what}: p_true {x} vs {y} for {}",
+            a["id"]
+        );
+    }
+    assert_eq!(a["keyphrases"], b["keyphrases"], "{what}");
+}
+
+#[test]
+fn constrained_decoding_equals_restricted_greedy_in_both_formats() {
+    for format in [AnswerFormat::Labels, AnswerFormat::Interleaved] {
+        let tmp = tempfile::tempdir().unwrap();
+        let selector = synth_selector(tmp.path(), format);
+        let docs: Vec<SelectDocument> = (0..4).map(|i| document(i, 5 + 9 * i, 1 + 2 * i)).collect();
+        let got = run(&selector, &docs, &SelectOptions::default());
+        for (doc, out) in docs.iter().zip(&got) {
+            let (want_sel, want_p) = reference_decisions(&selector, doc);
+            let (sel, p) = decisions(out);
+            assert_eq!(sel, want_sel, "{format:?} {}", doc.id);
+            for (a, b) in p.iter().zip(&want_p) {
+                assert!((a - b).abs() <= 1e-5, "{format:?} {}: {a} vs {b}", doc.id);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_document_gets_the_same_answer_alone_and_in_a_batch_of_fifty() {
+    let tmp = tempfile::tempdir().unwrap();
+    let selector = synth_selector(tmp.path(), AnswerFormat::Labels);
+    let docs: Vec<SelectDocument> = (0..51)
+        .map(|i| document(i, 3 + (i * 11) % 60, (i * 5) % 9))
+        .collect();
+    let opts = SelectOptions {
+        scheduler: SchedulerOptions {
+            max_batch_tokens: 300,
+            ..SchedulerOptions::default()
+        },
+        ..SelectOptions::default()
+    };
+    let together = run(&selector, &docs, &opts);
+    assert_eq!(together.len(), docs.len());
+    for (k, i) in [0usize, 17, 50].into_iter().enumerate() {
+        let alone = run(&selector, &docs[i..=i], &opts);
+        assert_eq!(together[i]["id"], docs[i].id, "order kept");
+        assert_same(&format!("doc {i} (check {k})"), &together[i], &alone[0]);
+    }
+}
+
+#[test]
+fn prefix_sharing_and_cache_pressure_do_not_change_results() {
+    let tmp = tempfile::tempdir().unwrap();
+    let selector = synth_selector(tmp.path(), AnswerFormat::Labels);
+    let docs: Vec<SelectDocument> = (0..12)
+        .map(|i| document(i, 10 + i * 4, 2 + i % 4))
+        .collect();
+    let base = run(&selector, &docs, &SelectOptions::default());
+    let variants = [
+        (
+            "no prefix sharing",
+            SchedulerOptions {
+                share_prefix: false,
+                ..Default::default()
+            },
+        ),
+        // Room for the root and one or two documents at a time: admission must wait.
+        (
+            "small cache",
+            SchedulerOptions {
+                cache: CacheCapacity::Tokens(16 * 120),
+                block_size: 16,
+                ..Default::default()
+            },
+        ),
+        (
+            "tiny blocks",
+            SchedulerOptions {
+                cache: CacheCapacity::Tokens(1500),
+                block_size: 3,
+                max_batch_tokens: 7,
+                ..Default::default()
+            },
+        ),
+    ];
+    for (what, sched) in variants {
+        let opts = SelectOptions {
+            scheduler: sched.clone(),
+            ..SelectOptions::default()
+        };
+        let lines: Vec<kpg::Result<String>> = docs.iter().map(|d| Ok(to_line(d))).collect();
+        let mut got: Vec<Value> = Vec::new();
+        let summary = select_lines(
+            &selector,
+            lines,
+            &opts,
+            |l| {
+                got.push(serde_json::from_str(l).unwrap());
+                Ok(())
+            },
+            |_| {},
+        )
+        .unwrap();
+        for (a, b) in got.iter().zip(&base) {
+            assert_same(what, a, b);
+        }
+        if let CacheCapacity::Tokens(capacity) = sched.cache {
+            // The documents together need more than the cache holds, so some had to wait.
+            let blocks = capacity.div_ceil(sched.block_size);
+            assert!(summary.stats.peak_blocks_in_use <= blocks);
+            if what != "no prefix sharing" {
+                assert!(
+                    summary.stats.prompt_tokens > 2 * capacity,
+                    "{what}: the cache was not under pressure"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn rerank_scores_each_candidate_on_its_own() {
+    let tmp = tempfile::tempdir().unwrap();
+    let selector = synth_selector(tmp.path(), AnswerFormat::Labels);
+    let docs: Vec<SelectDocument> = (0..3).map(|i| document(i, 12, 4)).collect();
+    let opts = |top_k| SelectOptions {
+        mode: SelectMode::Rerank {
+            threshold: 0.5,
+            top_k,
+        },
+        ..SelectOptions::default()
+    };
+    let all = run(&selector, &docs, &opts(None));
+    let top2 = run(&selector, &docs, &opts(Some(2)));
+    for (doc, (a, t)) in docs.iter().zip(all.iter().zip(&top2)) {
+        // One candidate alone gives the same P(true) as among its siblings.
+        let single = SelectDocument {
+            candidates: vec![doc.candidates[1].clone()],
+            ..doc.clone()
+        };
+        let alone = run(&selector, &[single], &opts(None));
+        let (_, p) = decisions(a);
+        let (_, p_alone) = decisions(&alone[0]);
+        let presented = a["candidates"].as_array().unwrap();
+        let k = presented
+            .iter()
+            .position(|c| c["phrase"] == doc.candidates[1].phrase.as_str())
+            .unwrap();
+        assert!((p[k] - p_alone[0]).abs() <= 1e-5);
+        assert_eq!(t["keyphrases"].as_array().unwrap().len(), 2);
+    }
+}
+
+#[test]
+fn candidate_order_follows_confidence_unless_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let selector = synth_selector(tmp.path(), AnswerFormat::Labels);
+    let doc = document(3, 8, 5);
+    let sorted = &run(
+        &selector,
+        std::slice::from_ref(&doc),
+        &SelectOptions::default(),
+    )[0];
+    let scores: Vec<f64> = sorted["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["score"].as_f64().unwrap())
+        .collect();
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}");
+    let opts = SelectOptions {
+        order: CandidateOrder::Given,
+        ..SelectOptions::default()
+    };
+    let kept = &run(&selector, std::slice::from_ref(&doc), &opts)[0];
+    let phrases: Vec<&str> = kept["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["phrase"].as_str().unwrap())
+        .collect();
+    let given: Vec<&str> = doc.candidates.iter().map(|c| c.phrase.as_str()).collect();
+    assert_eq!(phrases, given);
+}
+
+#[test]
+fn labels_that_are_not_single_tokens_fail_at_load() {
+    let tmp = tempfile::tempdir().unwrap();
+    synth_selector(tmp.path(), AnswerFormat::Labels);
+    let mut config = SelectorConfig::default();
+    config.labels.yes = "True".into();
+    config.labels.no = "False".into();
+    config.write(tmp.path()).unwrap();
+    let err = Selector::load(tmp.path())
+        .err()
+        .expect("multi-token labels must fail");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("tokenizer.json") && msg.contains("True") && msg.contains("exactly one"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn command_line_reports_bad_records_in_place_and_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("sel");
+    let status = std::process::Command::new(common::kpg_bin())
+        .args(["synth", "--preset", "tiny", "--out"])
+        .arg(&dir)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let good = to_line(&document(1, 10, 3));
+    let long = to_line(&SelectDocument {
+        abstract_: "x".repeat(5000),
+        ..document(2, 1, 2)
+    });
+    let mut input = Vec::new();
+    for line in [
+        good.as_str(),
+        "{not json",
+        r#"{"id": "m", "title": "t", "candidates": []}"#,
+        r#"{"id": "b", "title": "t", "abstract": "a", "candidates": [{"phrase": "two\nlines", "score": 1}]}"#,
+        long.as_str(),
+    ] {
+        input.extend_from_slice(line.as_bytes());
+        input.push(b'\n');
+    }
+    input.extend_from_slice(b"{\"id\": \"u\", \"title\": \"\xff\xfe\"}\n");
+    input.extend_from_slice(good.as_bytes());
+    input.push(b'\n');
+    let path = tmp.path().join("in.jsonl");
+    std::fs::write(&path, &input).unwrap();
+    let out = std::process::Command::new(common::kpg_bin())
+        .args(["select", "--selector"])
+        .arg(&dir)
+        .arg("--input")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 7);
+    assert_eq!(lines[0]["id"], "doc-1");
+    assert!(lines[0]["candidates"].as_array().unwrap().len() == 3);
+    let err = |i: usize| lines[i]["error"].as_str().unwrap().to_string();
+    assert!(
+        err(1).contains("line 2") && err(1).contains("JSON"),
+        "{}",
+        err(1)
+    );
+    assert!(
+        err(2).contains("abstract") && lines[2]["id"] == "m",
+        "{}",
+        err(2)
+    );
+    assert!(
+        err(3).contains("line break") && lines[3]["id"] == "b",
+        "{}",
+        err(3)
+    );
+    assert!(err(4).contains("at most"), "{}", err(4));
+    assert!(err(5).contains("UTF-8"), "{}", err(5));
+    assert_eq!(lines[6], lines[0], "the same document gives the same line");
+}
+
+#[test]
+fn a_document_larger_than_the_cache_fails_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let selector = synth_selector(tmp.path(), AnswerFormat::Labels);
+    let docs = vec![document(0, 5, 2), document(1, 400, 2), document(2, 5, 2)];
+    let opts = SelectOptions {
+        scheduler: SchedulerOptions {
+            cache: CacheCapacity::Tokens(16 * 30),
+            ..Default::default()
+        },
+        ..SelectOptions::default()
+    };
+    let lines: Vec<kpg::Result<String>> = docs.iter().map(|d| Ok(to_line(d))).collect();
+    let mut out = Vec::new();
+    let summary = select_lines(
+        &selector,
+        lines,
+        &opts,
+        |l| {
+            out.push(l.to_string());
+            Ok(())
+        },
+        |_| {},
+    )
+    .unwrap();
+    assert_eq!(summary.failed, 1);
+    assert!(out[1].contains("cache"), "{}", out[1]);
+    assert!(out[0].contains("doc-0") && out[2].contains("doc-2"));
+}
