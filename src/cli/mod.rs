@@ -2,7 +2,10 @@
 //! arguments into a validated config before doing any work.
 
 mod debug;
+mod eval;
 mod synth;
+
+pub use eval::EvalArgs;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -30,6 +33,8 @@ pub enum Command {
     Debug(DebugCommand),
     /// Write a random-weight model in the Hugging Face layout (tests, benchmarks).
     Synth(SynthArgs),
+    /// Score predicted keyphrases against gold ones, the One2Set way (P, R, F1 @5 and @M).
+    Eval(EvalArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -131,6 +136,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Debug(DebugCommand::Generate(args)) => debug::generate(args),
         Command::Debug(DebugCommand::Load(args)) => debug::load_cost(args),
         Command::Synth(args) => synth::synth(args),
+        Command::Eval(args) => eval::eval(args),
     }
 }
 
