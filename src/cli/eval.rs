@@ -12,14 +12,7 @@ use crate::eval::metrics::{precision_recall_curve, Kind, Report};
 use crate::eval::plot::{precision_recall_svg, Curve};
 use crate::eval::{match_document, DocumentMatches, Tokenization};
 
-/// Prints `{"documents", "present": {"P@5", "R@5", "F1@5", "P@M", "R@M", "F1@M"}, "absent":
-/// {...}, "dup_token_ratio"}` on stdout (or, with --table, a table instead).
-///
-/// The protocol is One2Set's: tokens lowercased and Porter-stemmed (NLTK); empty predictions and
-/// those with a `,`, `.` or `<unk>` token dropped, then duplicates after stemming; duplicate gold
-/// dropped; a phrase is present when it occurs in the title and abstract, and present and absent
-/// phrases are scored apart. @5 divides by 5 even with fewer predictions; P and R are averaged
-/// over documents and F1 is their harmonic mean. Gold and prediction files may be gzip-compressed.
+/// Arguments of `kpg eval` (its help text is on `Command::Eval`).
 #[derive(Args, Debug)]
 pub struct EvalArgs {
     /// Predictions (JSONL): `{"id", "keyphrases": [ranked]}`, or `kpg generate` / `kpg select`

@@ -161,10 +161,17 @@ pub fn precision_recall_svg(title: &str, curves: &[Curve]) -> String {
         }
     }
 
-    // Legend, top right inside the plot.
+    // Legend, bottom left inside the plot: precision-recall curves rarely pass there.
+    let legend_top = TOP + plot_h - 12.0 - 18.0 * curves.len() as f64;
+    let _ = writeln!(
+        svg,
+        r##"<rect x="{:.1}" y="{legend_top:.1}" width="170" height="{:.1}" fill="white" stroke="#c0c0c0"/>"##,
+        LEFT + 10.0,
+        18.0 * curves.len() as f64 + 4.0
+    );
     for (i, c) in curves.iter().enumerate() {
-        let ly = TOP + 16.0 + 18.0 * i as f64;
-        let lx = LEFT + plot_w - 150.0;
+        let ly = legend_top + 11.0 + 18.0 * i as f64;
+        let lx = LEFT + 18.0;
         let _ = writeln!(
             svg,
             r#"<line x1="{lx:.1}" y1="{ly:.1}" x2="{:.1}" y2="{ly:.1}" stroke="{}" stroke-width="2"/>"#,
