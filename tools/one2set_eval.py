@@ -16,8 +16,8 @@ keyphrase-generation-rl) as run for the One2Set papers' numbers (`-invalidate_un
   * P and R macro-averaged over all documents; F1 = 2PR / (P + R) of those averages.
 
 Like kpg it compares phrases as token tuples and drops gold phrases without tokens (the original
-joins tokens with '_' and keeps empty gold phrases as unmatchable absent ones); neither difference
-changes a number on the shared test sets. It also reports dup_token_ratio: 1 - distinct stemmed
+joins tokens with '_' and keeps empty gold phrases as unmatchable absent ones); these matter only
+for phrases with a '_' inside a token or with no tokens, which no shared test set's gold has. It also reports dup_token_ratio: 1 - distinct stemmed
 tokens / stemmed tokens over a document's predictions as given, averaged over documents.
 
 Input formats are those of `kpg eval` (gold and predictions as JSONL, optionally gzip-compressed;

@@ -9,10 +9,11 @@
 //!   abstract; predictions and gold are split into present and absent this way and each half is
 //!   scored on its own ([`metrics`]).
 //!
-//! Two deliberate differences from that script, neither of which changes a number on the shared
-//! test sets: phrases are compared as token lists (the script joins tokens with `_`, so `a_b`
-//! equals `a b`), and a gold phrase with no tokens is dropped (the script counts it as an absent
-//! keyphrase that can never be matched).
+//! Two deliberate differences from that script, which matter only for phrases with a `_` inside
+//! a token or with no tokens at all (no gold phrase of the shared test sets has either): phrases
+//! are compared as token lists (the script joins tokens with `_`, so `a_b` equals `a b`), and a
+//! gold phrase with no tokens is dropped (the script counts it as an absent keyphrase that can
+//! never be matched).
 
 pub mod input;
 pub mod metrics;
