@@ -87,6 +87,52 @@ pub enum KpgError {
 
     #[error("{0}")]
     InvalidArgument(String),
+
+    #[error("{path}, line {line}: {reason}")]
+    InputLine {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
+
+    #[error("{}", id_mismatch_message(.gold, .pred, .only_in_gold, .only_in_pred))]
+    IdMismatch {
+        gold: PathBuf,
+        pred: PathBuf,
+        only_in_gold: Vec<String>,
+        only_in_pred: Vec<String>,
+    },
+}
+
+/// "ids differ: 2 only in pred.jsonl (a, b); 1 only in gold.jsonl (c)", naming at most ten ids
+/// a side so that a wholly wrong file still gives a one-line error.
+fn id_mismatch_message(
+    gold: &std::path::Path,
+    pred: &std::path::Path,
+    only_in_gold: &[String],
+    only_in_pred: &[String],
+) -> String {
+    const SHOWN: usize = 10;
+    let side = |ids: &[String], path: &std::path::Path| {
+        let mut names: Vec<String> = ids.iter().take(SHOWN).map(|id| format!("`{id}`")).collect();
+        if ids.len() > SHOWN {
+            names.push(format!("and {} more", ids.len() - SHOWN));
+        }
+        format!(
+            "{} only in {} ({})",
+            ids.len(),
+            path.display(),
+            names.join(", ")
+        )
+    };
+    let mut parts = Vec::new();
+    if !only_in_pred.is_empty() {
+        parts.push(side(only_in_pred, pred));
+    }
+    if !only_in_gold.is_empty() {
+        parts.push(side(only_in_gold, gold));
+    }
+    format!("document ids differ: {}", parts.join("; "))
 }
 
 impl KpgError {

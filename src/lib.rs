@@ -8,9 +8,11 @@
 pub mod backend;
 pub mod cli;
 pub mod error;
+pub mod eval;
 pub mod generate;
 pub mod kv_cache;
 pub mod model;
+pub mod preprocess;
 pub mod select;
 pub mod synth;
 pub mod tokenizer;

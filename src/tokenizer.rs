@@ -4,6 +4,9 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{KpgError, Result};
 
+/// Token ids and, per token, the byte range of the input it covers.
+pub type IdsWithOffsets = (Vec<u32>, Vec<(usize, usize)>);
+
 pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
     path: PathBuf,
@@ -43,7 +46,7 @@ impl Tokenizer {
         &self,
         text: &str,
         add_special_tokens: bool,
-    ) -> Result<(Vec<u32>, Vec<(usize, usize)>)> {
+    ) -> Result<IdsWithOffsets> {
         let enc = self
             .inner
             .encode(text, add_special_tokens)

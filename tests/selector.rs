@@ -110,6 +110,7 @@ fn reference_decisions(selector: &Selector, doc: &SelectDocument) -> (Vec<bool>,
     let mut tokens = program.tokens.clone();
     let mut logits = Vec::new();
     let mut label = 0;
+    #[allow(clippy::needless_range_loop)] // tokens[pos] is rewritten at labels before it is fed
     for pos in 0..tokens.len() {
         if label < program.labels.len() && program.labels[label].pos == pos {
             let ids = program.labels[label].ids;
@@ -436,7 +437,7 @@ fn command_line_reports_bad_records_in_place_and_goes_on() {
 fn a_document_larger_than_the_cache_fails_alone() {
     let tmp = tempfile::tempdir().unwrap();
     let selector = synth_selector(tmp.path(), AnswerFormat::Labels);
-    let docs = vec![document(0, 5, 2), document(1, 400, 2), document(2, 5, 2)];
+    let docs = [document(0, 5, 2), document(1, 400, 2), document(2, 5, 2)];
     let opts = SelectOptions {
         scheduler: SchedulerOptions {
             cache: CacheCapacity::Tokens(16 * 30),

@@ -3,8 +3,11 @@
 
 mod bench;
 mod debug;
+mod eval;
 mod select;
 mod synth;
+
+pub use eval::EvalArgs;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -32,6 +35,17 @@ pub enum Command {
     Debug(DebugCommand),
     /// Write a random-weight model in the Hugging Face layout (tests, benchmarks).
     Synth(SynthArgs),
+    /// Score predicted keyphrases against gold ones, the One2Set way (P, R, F1 @5 and @M).
+    ///
+    /// Prints `{"documents", "present": {"P@5", "R@5", "F1@5", "P@M", "R@M", "F1@M"}, "absent":
+    /// {...}, "dup_token_ratio"}` on stdout, or with --table a table instead. The protocol is
+    /// One2Set's: tokens lowercased and Porter-stemmed as NLTK does; empty predictions and those
+    /// with a `,`, `.` or `<unk>` token dropped, then duplicates after stemming; duplicate gold
+    /// dropped; a phrase is present when it occurs in the title and abstract, and present and
+    /// absent phrases are scored apart. @5 divides by 5 even with fewer predictions; P and R are
+    /// averaged over documents and F1 is their harmonic mean. Exit status 0, or 2 with a one-line
+    /// error (an id on one side only, a malformed line, a missing file).
+    Eval(EvalArgs),
     /// Select keyphrases among candidates with an LLM selector (JSON lines in, JSON lines out).
     Select(SelectArgs),
     /// Throughput benchmarks; one JSON line of figures on stdout.
@@ -227,6 +241,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Synth(args) => synth::synth(args),
         Command::Select(args) => select::select(args),
         Command::Bench(cmd) => bench::bench(cmd),
+        Command::Eval(args) => eval::eval(args),
     }
 }
 

@@ -209,10 +209,7 @@ impl<'m> Scheduler<'m> {
             // Admit groups in order while they fit.
             while next_index < next_emit + self.opts.window {
                 let Some((_, item)) = input.peek() else { break };
-                let group = match item {
-                    Err(_) => None,
-                    Ok(g) => Some(g),
-                };
+                let group = item.as_ref().ok();
                 if let Some(g) = group {
                     let (prefix_cost, member_cost) = self.group_cost(g);
                     let need = prefix_cost + member_cost;
