@@ -227,7 +227,7 @@ fn prefix_sharing_and_cache_pressure_do_not_change_results() {
         (
             "small cache",
             SchedulerOptions {
-                cache: CacheCapacity::Tokens(16 * 120),
+                cache: CacheCapacity::Tokens(16 * 30),
                 block_size: 16,
                 ..Default::default()
             },
@@ -235,7 +235,7 @@ fn prefix_sharing_and_cache_pressure_do_not_change_results() {
         (
             "tiny blocks",
             SchedulerOptions {
-                cache: CacheCapacity::Tokens(1500),
+                cache: CacheCapacity::Tokens(450),
                 block_size: 3,
                 max_batch_tokens: 7,
                 ..Default::default()
