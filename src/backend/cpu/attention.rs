@@ -135,7 +135,7 @@ fn attend_one_body<const FMA: bool>(
     }
     let mut sum = 0f32;
     for s in scores.iter_mut() {
-        *s = (*s - max).exp();
+        *s = simd::exp_fast(*s - max);
         sum += *s;
     }
     let inv = 1.0 / sum;

@@ -100,28 +100,97 @@ fn linear_gemm(
     scratch: &mut LinearScratch,
 ) {
     let (out, inp) = w.rows_cols();
-    scratch.x_t.resize(rows * inp, 0.0);
-    transpose(&mut scratch.x_t, x, rows, inp);
-    scratch.out_t.resize(out * rows, 0.0);
+    // Two ways to feed gemm's column-major kernels: transpose x and y (cost rows·(in+out)), or
+    // let gemm pack the weights (cost out·in). Short inputs to big matrices take the first,
+    // long inputs to small matrices (a tiny model's prefill) the second.
+    let pack_weights = out * inp <= rows * (inp + out);
+    if !pack_weights {
+        scratch.x_t.resize(rows * inp, 0.0);
+        transpose(&mut scratch.x_t, x, rows, inp);
+        scratch.out_t.resize(out * rows, 0.0);
+    }
+    let mut run = |first: usize, n: usize, wf: &[f32], scratch: &mut LinearScratch| {
+        if pack_weights {
+            gemm_wx(y, out, first, x, rows, inp, wf, n);
+        } else {
+            gemm_xwt(&mut scratch.out_t, first, &scratch.x_t, rows, inp, wf, n);
+        }
+    };
     if let Some(wf) = convert::as_f32_slice(w.dtype, w.bytes) {
-        gemm_xwt(&mut scratch.out_t, 0, &scratch.x_t, rows, inp, wf, out);
+        run(0, out, wf, scratch);
     } else {
         let elem = w.dtype.size();
         let tile_rows = (TILE_ELEMS / inp).clamp(1, out);
-        scratch.tile.resize(tile_rows * inp, 0.0);
+        let mut tile = std::mem::take(&mut scratch.tile);
+        tile.resize(tile_rows * inp, 0.0);
         let mut first = 0;
         while first < out {
             let n = tile_rows.min(out - first);
-            let tile = &mut scratch.tile[..n * inp];
             let bytes = &w.bytes[first * inp * elem..(first + n) * inp * elem];
-            tile.par_chunks_mut(inp)
+            tile[..n * inp]
+                .par_chunks_mut(inp)
                 .zip(bytes.par_chunks(inp * elem))
                 .for_each(|(dst, src)| convert::to_f32(w.dtype, src, dst));
-            gemm_xwt(&mut scratch.out_t, first, &scratch.x_t, rows, inp, tile, n);
+            run(first, n, &tile[..n * inp], scratch);
             first += n;
         }
+        scratch.tile = tile;
     }
-    transpose(y, &scratch.out_t[..out * rows], out, rows);
+    if !pack_weights {
+        transpose(y, &scratch.out_t[..out * rows], out, rows);
+    }
+}
+
+/// y[:, col0..col0+n] = x · wᵀ straight into row-major y, as yᵀ = w · xᵀ with yᵀ column-major
+/// (which is y row-major): gemm packs w, x and y are used in place. Output columns are split
+/// across threads, each running a single-threaded GEMM.
+#[allow(clippy::too_many_arguments)]
+fn gemm_wx(
+    y: &mut [f32], // [rows, y_cols]
+    y_cols: usize,
+    col0: usize,
+    x: &[f32], // [rows, inp]
+    rows: usize,
+    inp: usize,
+    w: &[f32], // [n, inp]
+    n: usize,
+) {
+    assert!(y.len() >= rows * y_cols && col0 + n <= y_cols);
+    assert!(x.len() >= rows * inp && w.len() >= n * inp);
+    let tasks = TASKS_PER_THREAD * rayon::current_num_threads().max(1);
+    let per_task = n.div_ceil(tasks).div_ceil(16) * 16;
+    let y_addr = y.as_mut_ptr() as usize;
+    (0..n.div_ceil(per_task)).into_par_iter().for_each(|task| {
+        let first = task * per_task;
+        let m = per_task.min(n - first);
+        // SAFETY: dst = yᵀ for columns col0+first .. +m: (m × rows), row stride 1, column stride
+        // y_cols, inside y by the asserts above; tasks own disjoint column ranges, so no element
+        // is written by two tasks. lhs = w rows first.. (m × inp, row stride inp) and rhs = xᵀ
+        // (inp × rows, column stride inp) are only read.
+        unsafe {
+            gemm::gemm(
+                m,
+                rows,
+                inp,
+                (y_addr as *mut f32).add(col0 + first),
+                y_cols as isize,
+                1,
+                false,
+                w.as_ptr().add(first * inp),
+                1,
+                inp as isize,
+                x.as_ptr(),
+                inp as isize,
+                1,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            );
+        }
+    });
 }
 
 /// yᵀ[col0..col0+n, :] = w · xᵀ for a row-major w of n rows, given xᵀ. In gemm's column-major
