@@ -11,7 +11,7 @@ use kpg::model::llama::{LlamaWorkspace, LogitRows, SeqChunk};
 use kpg::model::weights::DType;
 use kpg::select::config::{AnswerFormat, SelectorConfig};
 use kpg::select::document::{Candidate, SelectDocument};
-use kpg::select::run::{select_lines, SelectOptions};
+use kpg::select::run::{numbered, select_lines, SelectOptions};
 use kpg::select::scheduler::{decide, SchedulerOptions};
 use kpg::select::{CandidateOrder, SelectMode, Selector};
 use serde_json::{json, Value};
@@ -82,7 +82,7 @@ fn run(selector: &Selector, docs: &[SelectDocument], opts: &SelectOptions) -> Ve
     let mut out = Vec::new();
     select_lines(
         selector,
-        lines,
+        numbered(lines),
         opts,
         |l| {
             out.push(serde_json::from_str(l).unwrap());
@@ -251,7 +251,7 @@ fn prefix_sharing_and_cache_pressure_do_not_change_results() {
         let mut got: Vec<Value> = Vec::new();
         let summary = select_lines(
             &selector,
-            lines,
+            numbered(lines),
             &opts,
             |l| {
                 got.push(serde_json::from_str(l).unwrap());
@@ -378,6 +378,7 @@ fn command_line_reports_bad_records_in_place_and_goes_on() {
     let mut input = Vec::new();
     for line in [
         good.as_str(),
+        "",
         "{not json",
         r#"{"id": "m", "title": "t", "candidates": []}"#,
         r#"{"id": "b", "title": "t", "abstract": "a", "candidates": [{"phrase": "two\nlines", "score": 1}]}"#,
@@ -449,7 +450,7 @@ fn a_document_larger_than_the_cache_fails_alone() {
     let mut out = Vec::new();
     let summary = select_lines(
         &selector,
-        lines,
+        numbered(lines),
         &opts,
         |l| {
             out.push(l.to_string());
