@@ -249,24 +249,34 @@ fn gemm_xwt(
         });
 }
 
-/// dst[c, r] = src[r, c], in parallel blocks of dst rows that each read a column strip of src.
+/// dst[c, r] = src[r, c], in parallel strips of dst rows. Each strip goes through 16×16 tiles
+/// staged in a small local array, so that both the reads and the writes run along rows.
 fn transpose(
     dst: &mut [f32], // [cols, rows]
     src: &[f32],     // [rows, cols]
     rows: usize,
     cols: usize,
 ) {
-    const STRIP: usize = 16;
+    const T: usize = 16;
+    assert!(src.len() >= rows * cols);
     dst[..rows * cols]
-        .par_chunks_mut(STRIP * rows)
+        .par_chunks_mut(T * rows)
         .enumerate()
         .for_each(|(strip, block)| {
-            let c0 = strip * STRIP;
+            let c0 = strip * T;
             let width = block.len() / rows;
-            for (r, src_row) in src.chunks_exact(cols).enumerate().take(rows) {
-                let src_strip = &src_row[c0..c0 + width];
-                for (c, v) in src_strip.iter().enumerate() {
-                    block[c * rows + r] = *v;
+            let mut tile = [[0f32; T]; T];
+            for r0 in (0..rows).step_by(T) {
+                let height = T.min(rows - r0);
+                for (r, line) in tile.iter_mut().enumerate().take(height) {
+                    let from = (r0 + r) * cols + c0;
+                    line[..width].copy_from_slice(&src[from..from + width]);
+                }
+                for c in 0..width {
+                    let out = &mut block[c * rows + r0..c * rows + r0 + height];
+                    for (r, o) in out.iter_mut().enumerate() {
+                        *o = tile[r][c];
+                    }
                 }
             }
         });
