@@ -87,25 +87,14 @@ fn load_err(dir: &Path) -> KpgError {
     }
 }
 
-/// The command line fails with status 2 and one line that mentions every `needle`.
+/// `kpg debug logits` on the directory fails with a usage error that mentions every needle.
 fn assert_cli_error(dir: &Path, needles: &[&str]) {
     let out = std::process::Command::new(kpg_bin())
         .args(["debug", "logits", "--ids", "3,4", "--model"])
         .arg(dir)
         .output()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
-    assert_eq!(
-        stderr.trim_end().lines().count(),
-        1,
-        "not one line: {stderr}"
-    );
-    assert!(stderr.starts_with("kpg: error: "), "{stderr}");
-    for n in needles {
-        assert!(stderr.contains(n), "`{n}` not in: {stderr}");
-    }
-    assert!(out.stdout.is_empty());
+    common::assert_usage_error(&out, needles);
 }
 
 #[test]

@@ -41,20 +41,8 @@ fn eval_json(pred: &Path, gold: &Path, extra: &[&str]) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-/// Exit status 2 and one error line on stderr that mentions every needle.
 fn assert_error(out: &Output, needles: &[&str]) {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
-    assert_eq!(
-        stderr.trim_end().lines().count(),
-        1,
-        "not one line: {stderr}"
-    );
-    assert!(stderr.starts_with("kpg: error: "), "{stderr}");
-    for n in needles {
-        assert!(stderr.contains(n), "`{n}` not in: {stderr}");
-    }
-    assert!(out.stdout.is_empty());
+    common::assert_usage_error(out, needles);
 }
 
 fn assert_metric(got: &Value, path: &[&str], want: f64, tol: f64) {

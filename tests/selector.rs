@@ -10,11 +10,11 @@ use kpg::kv_cache::{BlockTable, CacheCapacity};
 use kpg::model::llama::{LlamaWorkspace, LogitRows, SeqChunk};
 use kpg::model::weights::DType;
 use kpg::select::config::{AnswerFormat, SelectorConfig};
-use kpg::select::document::{Candidate, SelectDocument};
+use kpg::select::document::{synthetic_document, to_input_line, SelectDocument};
 use kpg::select::run::{numbered, select_lines, SelectOptions};
 use kpg::select::scheduler::{decide, SchedulerOptions};
 use kpg::select::{CandidateOrder, SelectMode, Selector};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 fn synth_selector(dir: &Path, format: AnswerFormat) -> Selector {
     kpg::synth::synth_llama(
@@ -28,53 +28,12 @@ fn synth_selector(dir: &Path, format: AnswerFormat) -> Selector {
     Selector::load(dir).unwrap()
 }
 
-const WORDS: [&str; 24] = [
-    "optimal",
-    "transport",
-    "keyphrase",
-    "generation",
-    "language",
-    "model",
-    "sinkhorn",
-    "set",
-    "control",
-    "code",
-    "decoder",
-    "encoder",
-    "attention",
-    "copy",
-    "mechanism",
-    "selection",
-    "precision",
-    "recall",
-    "absent",
-    "present",
-    "graph",
-    "neural",
-    "retrieval",
-    "index",
-];
-
-/// A deterministic document with `n_cand` candidates and an abstract of about `words` words.
 fn document(i: usize, words: usize, n_cand: usize) -> SelectDocument {
-    let w = |k: usize| WORDS[(i * 7 + k * 13) % WORDS.len()];
-    SelectDocument {
-        id: format!("doc-{i}"),
-        title: format!("{} {} for {}", w(0), w(1), w(2)),
-        abstract_: (0..words).map(|k| w(k + 3)).collect::<Vec<_>>().join(" "),
-        candidates: (0..n_cand)
-            .map(|k| Candidate {
-                phrase: format!("{} {}", w(k + 1), w(2 * k + 5)),
-                score: ((i * 31 + k * 17) % 100) as f64 / 100.0,
-            })
-            .collect(),
-    }
+    synthetic_document(i, words, n_cand)
 }
 
 fn to_line(d: &SelectDocument) -> String {
-    json!({"id": d.id, "title": d.title, "abstract": d.abstract_,
-        "candidates": d.candidates.iter().map(|c| json!({"phrase": c.phrase, "score": c.score})).collect::<Vec<_>>()})
-    .to_string()
+    to_input_line(d)
 }
 
 fn run(selector: &Selector, docs: &[SelectDocument], opts: &SelectOptions) -> Vec<Value> {

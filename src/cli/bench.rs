@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::{print_line, BenchCommand, BenchSelectArgs};
 use crate::error::{KpgError, Result};
-use crate::select::document::{Candidate, SelectDocument};
+use crate::select::document::{synthetic_document, to_input_line, SelectDocument};
 use crate::select::run::select_lines;
 use crate::select::{CandidateOrder, Selector};
 
@@ -17,71 +17,13 @@ pub fn bench(cmd: BenchCommand) -> Result<i32> {
     }
 }
 
-const WORDS: [&str; 32] = [
-    "optimal",
-    "transport",
-    "keyphrase",
-    "generation",
-    "language",
-    "model",
-    "sinkhorn",
-    "set",
-    "control",
-    "code",
-    "decoder",
-    "encoder",
-    "attention",
-    "copy",
-    "mechanism",
-    "selection",
-    "precision",
-    "recall",
-    "absent",
-    "present",
-    "graph",
-    "neural",
-    "retrieval",
-    "index",
-    "document",
-    "corpus",
-    "learning",
-    "network",
-    "semantic",
-    "search",
-    "query",
-    "ranking",
-];
-
-/// A deterministic synthetic document: `words` words of abstract and `candidates` candidates.
-pub fn synthetic_document(i: usize, words: usize, candidates: usize) -> SelectDocument {
-    let w = |k: usize| WORDS[(i.wrapping_mul(7919) + k * 13 + k * k) % WORDS.len()];
-    SelectDocument {
-        id: format!("bench-{i}"),
-        title: format!("{} {} for {} {}", w(0), w(1), w(2), w(3)),
-        abstract_: (0..words).map(|k| w(k + 4)).collect::<Vec<_>>().join(" "),
-        candidates: (0..candidates)
-            .map(|k| Candidate {
-                phrase: format!("{} {}", w(3 * k + 1), w(5 * k + 2)),
-                score: 1.0 - k as f64 / (candidates as f64 + 1.0),
-            })
-            .collect(),
-    }
-}
-
 fn bench_select(args: BenchSelectArgs) -> Result<i32> {
     let opts = args.select.options()?;
     let selector = Selector::load(&args.selector)?;
     let docs: Vec<SelectDocument> = (0..args.docs)
         .map(|i| synthetic_document(i, args.words, args.candidates))
         .collect();
-    let lines: Vec<Result<String>> = docs
-        .iter()
-        .map(|d| {
-            Ok(json!({"id": d.id, "title": d.title, "abstract": d.abstract_,
-                "candidates": d.candidates.iter().map(|c| json!({"phrase": c.phrase, "score": c.score})).collect::<Vec<_>>()})
-            .to_string())
-        })
-        .collect();
+    let lines: Vec<Result<String>> = docs.iter().map(|d| Ok(to_input_line(d))).collect();
     let mut outputs = Vec::with_capacity(docs.len());
     let start = Instant::now();
     let summary = select_lines(

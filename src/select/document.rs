@@ -100,3 +100,66 @@ pub fn parse_document(line: &str, line_no: usize) -> Result<SelectDocument> {
         candidates,
     })
 }
+
+const WORDS: [&str; 32] = [
+    "optimal",
+    "transport",
+    "keyphrase",
+    "generation",
+    "language",
+    "model",
+    "sinkhorn",
+    "set",
+    "control",
+    "code",
+    "decoder",
+    "encoder",
+    "attention",
+    "copy",
+    "mechanism",
+    "selection",
+    "precision",
+    "recall",
+    "absent",
+    "present",
+    "graph",
+    "neural",
+    "retrieval",
+    "index",
+    "document",
+    "corpus",
+    "learning",
+    "network",
+    "semantic",
+    "search",
+    "query",
+    "ranking",
+];
+
+/// A deterministic synthetic document for benchmarks and tests: `words` words of abstract and
+/// `candidates` two-word candidates whose scores are not in presentation order.
+pub fn synthetic_document(i: usize, words: usize, candidates: usize) -> SelectDocument {
+    let w = |k: usize| WORDS[(i.wrapping_mul(7919) + k * 13 + k * k) % WORDS.len()];
+    SelectDocument {
+        id: format!("doc-{i}"),
+        title: format!("{} {} for {} {}", w(0), w(1), w(2), w(3)),
+        abstract_: (0..words).map(|k| w(k + 4)).collect::<Vec<_>>().join(" "),
+        candidates: (0..candidates)
+            .map(|k| Candidate {
+                phrase: format!("{} {}", w(3 * k + 1), w(5 * k + 2)),
+                score: ((i * 31 + k * 17) % 100) as f64 / 100.0,
+            })
+            .collect(),
+    }
+}
+
+/// The input line `kpg select` reads for a document.
+pub fn to_input_line(d: &SelectDocument) -> String {
+    let candidates: Vec<Value> = d
+        .candidates
+        .iter()
+        .map(|c| serde_json::json!({"phrase": c.phrase, "score": c.score}))
+        .collect();
+    serde_json::json!({"id": d.id, "title": d.title, "abstract": d.abstract_, "candidates": candidates})
+        .to_string()
+}

@@ -61,3 +61,20 @@ pub fn random_vec(n: usize, seed: u64) -> Vec<f32> {
 pub fn kpg_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_kpg"))
 }
+
+/// A command that failed on bad input: exit status 2, nothing on stdout, and one error line on
+/// stderr that mentions every needle.
+pub fn assert_usage_error(out: &std::process::Output, needles: &[&str]) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
+    assert_eq!(
+        stderr.trim_end().lines().count(),
+        1,
+        "not one line: {stderr}"
+    );
+    assert!(stderr.starts_with("kpg: error: "), "{stderr}");
+    for n in needles {
+        assert!(stderr.contains(n), "`{n}` not in: {stderr}");
+    }
+    assert!(out.stdout.is_empty());
+}

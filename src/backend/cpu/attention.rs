@@ -7,6 +7,7 @@
 
 use rayon::prelude::*;
 
+use super::gemm::{col_major, gemm_f32, row_major};
 use super::simd;
 
 /// Where the cache of one layer lives and how it is paged.
@@ -267,26 +268,17 @@ fn attention_gemm(
                 // column stride `row`, inside q since the last element is at
                 // (n-1)·row + hd - 1 < q_h.len(). Nothing aliases scores.
                 unsafe {
-                    gemm::gemm(
+                    gemm_f32(
                         len,
                         n,
                         hd,
                         scores.as_mut_ptr(),
-                        len as isize,
-                        1,
-                        false,
+                        col_major(len),
                         k.as_ptr(),
-                        1,
-                        hd as isize,
+                        row_major(hd),
                         q_h.as_ptr(),
-                        row as isize,
-                        1,
-                        0.0,
+                        col_major(row),
                         scale,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::None,
                     );
                 }
                 for (t, s) in scores.chunks_mut(len).enumerate() {
@@ -300,26 +292,17 @@ fn attention_gemm(
                 // (hd × len) column-major lhs, scores as (len × n) column-major.
                 unsafe {
                     let dst = (out_addr as *mut f32).add(first * row + h * hd);
-                    gemm::gemm(
+                    gemm_f32(
                         hd,
                         n,
                         len,
                         dst,
-                        row as isize,
-                        1,
-                        false,
+                        col_major(row),
                         v.as_ptr(),
-                        hd as isize,
-                        1,
+                        col_major(hd),
                         scores.as_ptr(),
-                        len as isize,
-                        1,
-                        0.0,
+                        col_major(len),
                         1.0,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::None,
                     );
                 }
             }

@@ -8,6 +8,7 @@
 
 use rayon::prelude::*;
 
+use super::gemm::{col_major, gemm_f32, row_major};
 use super::{convert, simd};
 use crate::model::weights::WeightView;
 
@@ -168,26 +169,17 @@ fn gemm_wx(
         // is written by two tasks. lhs = w rows first.. (m × inp, row stride inp) and rhs = xᵀ
         // (inp × rows, column stride inp) are only read.
         unsafe {
-            gemm::gemm(
+            gemm_f32(
                 m,
                 rows,
                 inp,
                 (y_addr as *mut f32).add(col0 + first),
-                y_cols as isize,
-                1,
-                false,
+                col_major(y_cols),
                 w.as_ptr().add(first * inp),
-                1,
-                inp as isize,
+                row_major(inp),
                 x.as_ptr(),
-                inp as isize,
-                1,
-                0.0,
+                col_major(inp),
                 1.0,
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
             );
         }
     });
@@ -224,26 +216,17 @@ fn gemm_xwt(
             // rhs = wᵀ for weight rows first..first+cols is [inp × cols] with column stride inp,
             // inside w by the assert above. dst is borrowed mutably; x_t and w are only read.
             unsafe {
-                gemm::gemm(
+                gemm_f32(
                     rows,
                     cols,
                     inp,
                     dst.as_mut_ptr(),
-                    rows as isize,
-                    1,
-                    false,
+                    col_major(rows),
                     x_t.as_ptr(),
-                    rows as isize,
-                    1,
+                    col_major(rows),
                     w.as_ptr().add(first * inp),
-                    inp as isize,
-                    1,
-                    0.0,
+                    col_major(inp),
                     1.0,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
                 );
             }
         });

@@ -6,6 +6,7 @@ pub mod activation;
 pub mod attention;
 pub mod convert;
 pub mod embedding;
+pub mod gemm;
 pub mod linear;
 pub mod norm;
 pub mod rope;
