@@ -4,9 +4,13 @@
 
 pub mod activation;
 pub mod attention;
+pub mod bias;
 pub mod convert;
 pub mod embedding;
+pub mod layernorm;
 pub mod linear;
 pub mod norm;
 pub mod rope;
+pub mod segment_attention;
 pub mod simd;
+pub mod sinusoid;
