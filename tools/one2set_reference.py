@@ -184,19 +184,8 @@ class One2SetReference:
     def run_batch(self, docs):
         """docs: prepared documents. Returns per document the raw slots (up to and including the
         first <eos>/<null>) as dicts of tokens, probs, gaps, attn_argmax."""
+        tok, prob, gap, attn_argmax = self.decode_batch(docs)
         B = len(docs)
-        S = max(len(d["ids"]) for d in docs)
-        src = torch.full((B, S), PAD, dtype=torch.long)
-        src_ext = torch.full((B, S), PAD, dtype=torch.long)
-        mask = torch.zeros(B, S, dtype=torch.bool)
-        for b, d in enumerate(docs):
-            n = len(d["ids"])
-            src[b, :n] = torch.tensor(d["ids"])
-            src_ext[b, :n] = torch.tensor(d["ext"])
-            mask[b, :n] = True
-        max_oov = max(len(d["oov"]) for d in docs)
-        tok, prob, gap, attn = self.decode(src, mask, src_ext, max_oov)
-        attn_argmax = attn.argmax(-1)
         out = []
         for b in range(B):
             slots = []
@@ -212,6 +201,23 @@ class One2SetReference:
                 slots.append(s)
             out.append(slots)
         return out
+
+    def decode_batch(self, docs):
+        """The tensors of one batch: tokens, probabilities, top-2 gaps and the most-attended
+        source position, each [B, N, L]."""
+        B = len(docs)
+        S = max(len(d["ids"]) for d in docs)
+        src = torch.full((B, S), PAD, dtype=torch.long)
+        src_ext = torch.full((B, S), PAD, dtype=torch.long)
+        mask = torch.zeros(B, S, dtype=torch.bool)
+        for b, d in enumerate(docs):
+            n = len(d["ids"])
+            src[b, :n] = torch.tensor(d["ids"])
+            src_ext[b, :n] = torch.tensor(d["ext"])
+            mask[b, :n] = True
+        max_oov = max(len(d["oov"]) for d in docs)
+        tok, prob, gap, attn = self.decode(src, mask, src_ext, max_oov)
+        return tok, prob, gap, attn.argmax(-1)
 
     def slot_phrase(self, slot, doc):
         """utils/string_helper.py: prediction_to_sentence (replace_unk) + split_word_list_from_set."""
