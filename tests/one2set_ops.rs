@@ -173,3 +173,39 @@ fn slot_attention_ignores_keys_past_the_step() {
     slot_attention_forward(&mut got, &q, cache, &row_slot, len, heads);
     assert!(got.iter().all(|x| x.is_finite()));
 }
+
+#[test]
+fn softmax_stats_match_reference() {
+    use kpg::backend::cpu::softmax_stats::{softmax_stats_reference, SoftmaxStats};
+    let mut stats = SoftmaxStats::default();
+    for &(vocab, rows) in &[(1, 1), (7, 3), (33, 17), (1000, 9), (50_000, 2), (3001, 64)] {
+        let x: Vec<f32> = random_vec(vocab * rows, vocab as u64)
+            .iter()
+            .map(|v| 8.0 * v)
+            .collect();
+        let (max, arg, sum) = softmax_stats_reference(&x, rows);
+        stats.compute(&x, rows);
+        assert_eq!(stats.max, max, "{vocab}x{rows} max");
+        assert_eq!(stats.argmax, arg, "{vocab}x{rows} argmax");
+        for r in 0..rows {
+            let rel = (stats.sum[r] as f64 - sum[r]).abs() / sum[r];
+            assert!(rel < 1e-5, "{vocab}x{rows} row {r}: sum {} vs {}", stats.sum[r], sum[r]);
+        }
+    }
+}
+
+/// The first of equal maxima wins, also across the tasks' vocabulary ranges.
+#[test]
+fn softmax_stats_ties_go_to_the_first_index() {
+    use kpg::backend::cpu::softmax_stats::SoftmaxStats;
+    let (vocab, rows) = (10_000, 3);
+    let mut x = vec![0f32; vocab * rows];
+    for &o in &[9_999usize, 4_321, 77] {
+        for r in 0..rows {
+            x[o * rows + r] = 5.0;
+        }
+    }
+    let mut stats = SoftmaxStats::default();
+    stats.compute(&x, rows);
+    assert_eq!(stats.argmax, vec![77; rows]);
+}

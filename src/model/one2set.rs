@@ -46,12 +46,13 @@ use crate::backend::cpu::bias::{bias_add_forward, bias_relu_forward};
 use crate::backend::cpu::convert;
 use crate::backend::cpu::embedding::embedding_forward;
 use crate::backend::cpu::layernorm::layernorm_forward;
-use crate::backend::cpu::linear::{linear_forward, LinearScratch};
+use crate::backend::cpu::linear::{linear_forward, linear_forward_transposed, LinearScratch};
 use crate::backend::cpu::segment_attention::{
     head0_offsets, segment_attention_forward, slot_attention_forward, Segment, SlotCache,
 };
 use crate::backend::cpu::simd;
 use crate::backend::cpu::sinusoid::SinusoidTable;
+use crate::backend::cpu::softmax_stats::SoftmaxStats;
 use crate::error::{KpgError, Result};
 use crate::model::one2set_config::One2SetConfig;
 use crate::model::weights::{TensorRef, WeightFiles};
@@ -226,8 +227,10 @@ pub struct One2SetWorkspace {
     num_slots: usize,
     /// Output features `output_fc(LN(x))` of the last step's rows.
     pub features: Vec<f32>, // [rows, d]
-    /// Vocabulary logits of the last step's rows.
-    pub logits: Vec<f32>, // [rows, vocab]
+    /// Vocabulary logits of the last step's rows, transposed.
+    pub logits_t: Vec<f32>, // [vocab, rows]
+    /// Per row: the largest logit, its first index, and Σ exp(logit - max).
+    pub logit_stats: SoftmaxStats,
     /// p_gen of the last step's rows.
     pub p_gen: Vec<f32>, // [rows]
     /// Head-0 cross-attention of the last decoder layer, per row over its document's source.
@@ -456,7 +459,8 @@ impl One2Set {
 
     /// One greedy step of the listed slots after [`Self::encode_forward`]: slot `slots[r]`
     /// (`document · N + code`, ascending) reads `tokens[r]` (an in-vocabulary id) at position
-    /// `step`. Leaves in the workspace each row's logits, p_gen and copy attention.
+    /// `step`. Leaves in the workspace each row's logits (transposed) with their softmax
+    /// statistics, p_gen and copy attention.
     pub fn decode_step_forward(
         &self,
         ws: &mut One2SetWorkspace,
@@ -588,14 +592,15 @@ impl One2Set {
         layernorm_forward(h, &ws.x[..rows * d], &n.weight, &n.bias, self.eps());
         let features = grow(&mut ws.features, rows * d);
         self.linear(features, h, &self.output_fc, rows, &mut ws.linear);
-        let logits = grow(&mut ws.logits, rows * c.vocab_size);
-        linear_forward(
-            logits,
+        let logits_t = grow(&mut ws.logits_t, rows * c.vocab_size);
+        linear_forward_transposed(
+            logits_t,
             features,
             self.files.view(&self.output_layer),
             rows,
             &mut ws.linear,
         );
+        ws.logit_stats.compute(logits_t, rows);
         ws.p_gen.clear();
         ws.p_gen.extend(features.chunks(d).map(|f| {
             let z = simd::dot(f, &self.p_gen_w) + self.p_gen_b;

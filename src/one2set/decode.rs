@@ -120,8 +120,8 @@ pub fn decode_batch(
     Ok(out)
 }
 
-/// Rows per parallel task when choosing tokens (each row reads `vocab` logits).
-const PICK_ROWS_PER_TASK: usize = 4;
+/// Rows per parallel task when choosing tokens.
+const PICK_ROWS_PER_TASK: usize = 16;
 
 /// The copy-augmented argmax of every active row.
 fn pick_tokens(
@@ -130,13 +130,14 @@ fn pick_tokens(
     scratch: &mut DecodeScratch,
     docs: &[&SourceIds],
 ) {
-    let vocab = model.config.vocab_size;
     let n_codes = model.config.num_control_codes;
     let rows = scratch.active.len();
     scratch.picks.resize(rows, Pick::default());
     let tasks = rows.div_ceil(PICK_ROWS_PER_TASK);
     scratch.copy_mass.resize_with(tasks, Vec::new);
     let active = &scratch.active;
+    let stats = &ws.logit_stats;
+    let logits_t = &ws.logits_t[..rows * model.config.vocab_size];
     scratch
         .picks
         .par_chunks_mut(PICK_ROWS_PER_TASK)
@@ -146,25 +147,53 @@ fn pick_tokens(
             for (i, pick) in picks.iter_mut().enumerate() {
                 let r = task * PICK_ROWS_PER_TASK + i;
                 let doc = docs[active[r] as usize / n_codes];
-                let logits = &ws.logits[r * vocab..(r + 1) * vocab];
                 let (at, len) = ws.copy_at[r];
-                let attn = &ws.copy_attn[at..at + len];
-                *pick = pick_one(logits, ws.p_gen[r], attn, doc, mass);
+                let row = RowLogits {
+                    logits_t,
+                    rows,
+                    r,
+                    max: stats.max[r],
+                    argmax: stats.argmax[r],
+                    sum: stats.sum[r],
+                };
+                *pick = pick_one(&row, ws.p_gen[r], &ws.copy_attn[at..at + len], doc, mass);
             }
         });
 }
 
+/// One row's vocabulary logits, read from the transposed logits, with their softmax statistics.
+pub struct RowLogits<'a> {
+    pub logits_t: &'a [f32], // [vocab, rows]
+    pub rows: usize,
+    pub r: usize,
+    pub max: f32,
+    pub argmax: u32,
+    pub sum: f32, // Σ exp(logit - max)
+}
+
+impl RowLogits<'_> {
+    fn vocab(&self) -> usize {
+        self.logits_t.len() / self.rows
+    }
+
+    /// softmax(logits)[id], 0 past the vocabulary.
+    fn p_vocab(&self, id: u32) -> f32 {
+        if (id as usize) < self.vocab() {
+            simd::exp_fast(self.logits_t[id as usize * self.rows + self.r] - self.max) / self.sum
+        } else {
+            0.0
+        }
+    }
+}
+
 /// The argmax of `p_gen · softmax(logits) + (1 - p_gen) · copy(attn)` and its probability.
 fn pick_one(
-    logits: &[f32], // [vocab]
+    row: &RowLogits<'_>,
     p_gen: f32,
     attn: &[f32], // [source len]
     doc: &SourceIds,
     mass: &mut Vec<f32>, // [distinct source ids] scratch
 ) -> Pick {
-    let vocab = logits.len();
-    let (max, v_star) = max_and_argmax(logits);
-    let z = sum_exp(logits, max);
     mass.clear();
     mass.resize(doc.distinct.len(), 0.0);
     let mut attn_argmax = 0;
@@ -174,24 +203,17 @@ fn pick_one(
             attn_argmax = j;
         }
     }
-    let p_vocab = |id: u32| {
-        if (id as usize) < vocab {
-            simd::exp_fast(logits[id as usize] - max) / z
-        } else {
-            0.0
-        }
-    };
     let copy = 1.0 - p_gen;
-    // v* gets copy mass too when it is in the source; found below in that case.
-    let mut best = (v_star, p_gen / z);
+    let v_star = row.argmax;
+    // The vocabulary argmax, with its copy mass when it is a source word.
+    let mut best = (v_star, p_gen / row.sum);
     for (&id, &m) in doc.distinct.iter().zip(mass.iter()) {
-        let p = p_gen * p_vocab(id) + copy * m;
         if id == v_star {
-            best.1 = p;
+            best.1 = p_gen * row.p_vocab(id) + copy * m;
         }
     }
     for (&id, &m) in doc.distinct.iter().zip(mass.iter()) {
-        let p = p_gen * p_vocab(id) + copy * m;
+        let p = p_gen * row.p_vocab(id) + copy * m;
         if p > best.1 || (p == best.1 && id < best.0) {
             best = (id, p);
         }
@@ -203,24 +225,89 @@ fn pick_one(
     }
 }
 
-/// The largest logit and its first index.
-fn max_and_argmax(x: &[f32]) -> (f32, u32) {
-    let mut best = (f32::NEG_INFINITY, 0u32);
-    for (i, &v) in x.iter().enumerate() {
-        if v > best.0 {
-            best = (v, i as u32);
+/// The specification of the choice: the whole copy-augmented distribution over the extended
+/// vocabulary in f64, and its first argmax. Returns (token, probability).
+pub fn pick_reference(logits: &[f32], p_gen: f32, attn: &[f32], ext_ids: &[u32]) -> (u32, f64) {
+    let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let z: f64 = logits.iter().map(|&l| (l as f64 - max).exp()).sum();
+    let extended = ext_ids
+        .iter()
+        .map(|&e| e as usize + 1)
+        .max()
+        .unwrap_or(0)
+        .max(logits.len());
+    let mut p = vec![0f64; extended];
+    for (i, &l) in logits.iter().enumerate() {
+        p[i] = p_gen as f64 * (l as f64 - max).exp() / z;
+    }
+    for (&a, &e) in attn.iter().zip(ext_ids) {
+        p[e as usize] += (1.0 - p_gen as f64) * a as f64;
+    }
+    let mut best = 0;
+    for (i, &v) in p.iter().enumerate() {
+        if v > p[best] {
+            best = i;
         }
     }
-    best
+    (best as u32, p[best])
 }
 
-/// Σ exp(x - max), vectorisable.
-fn sum_exp(x: &[f32], max: f32) -> f32 {
-    let mut lanes = [0f32; 16];
-    for chunk in x.chunks(16) {
-        for (v, lane) in chunk.iter().zip(lanes.iter_mut()) {
-            *lane += simd::exp_fast(v - max);
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::cpu::softmax_stats::SoftmaxStats;
+    use crate::one2set::vocab::Vocab;
+
+    fn random(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+            })
+            .collect()
+    }
+
+    /// The fast choice (statistics from transposed logits, candidates only) against the whole
+    /// distribution, on rows where copying wins, where generating wins, and with repeated and
+    /// out-of-vocabulary source words.
+    #[test]
+    fn pick_matches_the_whole_distribution() {
+        let vocab_size = 50;
+        let words: Vec<String> = (0..vocab_size).map(|i| match i {
+            0..=6 => crate::one2set::vocab::SPECIAL_TOKENS[i].to_string(),
+            _ => format!("w{i}"),
+        }).collect();
+        let vocab = Vocab::from_words(words).unwrap();
+        let tokens: Vec<String> = "w9 zz w9 w12 yy zz w40 w7".split(' ').map(str::to_string).collect();
+        let doc = SourceIds::new(&tokens, &vocab, vocab_size, 100);
+        let rows = 37;
+        let mut mass = Vec::new();
+        for seed in 0..20u64 {
+            let scale = 1.0 + seed as f32;
+            let logits: Vec<f32> = random(rows * vocab_size, seed).iter().map(|v| v * scale).collect();
+            let mut logits_t = vec![0f32; rows * vocab_size];
+            for r in 0..rows {
+                for o in 0..vocab_size {
+                    logits_t[o * rows + r] = logits[r * vocab_size + o];
+                }
+            }
+            let mut stats = SoftmaxStats::default();
+            stats.compute(&logits_t, rows);
+            for r in 0..rows {
+                let attn_raw: Vec<f32> = random(doc.len(), seed * 100 + r as u64).iter().map(|v| (3.0 * v).exp()).collect();
+                let total: f32 = attn_raw.iter().sum();
+                let attn: Vec<f32> = attn_raw.iter().map(|a| a / total).collect();
+                let p_gen = (r as f32 + 0.5) / rows as f32;
+                let row = RowLogits { logits_t: &logits_t, rows, r, max: stats.max[r],
+                    argmax: stats.argmax[r], sum: stats.sum[r] };
+                let got = pick_one(&row, p_gen, &attn, &doc, &mut mass);
+                let (tok, p) = pick_reference(&logits[r * vocab_size..(r + 1) * vocab_size], p_gen, &attn, &doc.ext_ids);
+                assert_eq!(got.token, tok, "seed {seed} row {r}");
+                assert!((got.prob as f64 - p).abs() < 1e-5, "seed {seed} row {r}: {} vs {p}", got.prob);
+            }
         }
     }
-    lanes.iter().sum()
 }

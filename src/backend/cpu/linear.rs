@@ -42,28 +42,48 @@ pub fn linear_forward(
     if rows == 0 {
         return;
     }
-    if rows <= SMALL_BATCH_ROWS {
-        linear_rows_streaming(y, x, w, rows, scratch);
-    } else {
-        linear_gemm(y, x, w, rows, scratch);
-    }
+    // Both paths produce yᵀ; it is transposed into y at the end.
+    let mut out_t = std::mem::take(&mut scratch.out_t);
+    out_t.resize(out * rows, 0.0);
+    linear_forward_transposed(&mut out_t, x, w, rows, scratch);
+    transpose(y, &out_t, out, rows);
+    scratch.out_t = out_t;
 }
 
-fn linear_rows_streaming(
-    y: &mut [f32],
-    x: &[f32],
-    w: WeightView<'_>,
+/// yᵀ[o, t] = sum_i x[t, i] · w[o, i]: the product left transposed, for a caller that reads it
+/// by output column (the generator's vocabulary logits, whose per-row softmax statistics
+/// vectorise across rows in this layout, and skip a transpose of the largest matrix).
+pub fn linear_forward_transposed(
+    y_t: &mut [f32],   // [out, rows]
+    x: &[f32],         // [rows, in]
+    w: WeightView<'_>, // [out, in]
     rows: usize,
     scratch: &mut LinearScratch,
 ) {
     let (out, inp) = w.rows_cols();
+    assert_eq!(x.len(), rows * inp, "linear_forward: x is not [rows, in]");
+    assert_eq!(y_t.len(), rows * out, "linear_forward: y_t is not [out, rows]");
+    if rows == 0 {
+        return;
+    }
+    if rows <= SMALL_BATCH_ROWS {
+        linear_rows_streaming(y_t, x, w, rows);
+    } else {
+        linear_gemm(y_t, x, w, rows, scratch);
+    }
+}
+
+fn linear_rows_streaming(
+    y_t: &mut [f32], // [out, rows]
+    x: &[f32],       // [rows, in]
+    w: WeightView<'_>,
+    rows: usize,
+) {
+    let (out, inp) = w.rows_cols();
     let elem = w.dtype.size();
     let direct = convert::as_f32_slice(w.dtype, w.bytes);
-    // out_t is [out, rows]: each task owns a contiguous run of output rows.
-    scratch.out_t.resize(out * rows, 0.0);
-    scratch
-        .out_t
-        .par_chunks_mut(ROWS_PER_TASK * rows)
+    // Each task owns a contiguous run of output rows of yᵀ.
+    y_t.par_chunks_mut(ROWS_PER_TASK * rows)
         .enumerate()
         .for_each_init(
             || vec![0f32; inp],
@@ -85,15 +105,10 @@ fn linear_rows_streaming(
                 }
             },
         );
-    for t in 0..rows {
-        for o in 0..out {
-            y[t * out + o] = scratch.out_t[o * rows + t];
-        }
-    }
 }
 
 fn linear_gemm(
-    y: &mut [f32],
+    y_t: &mut [f32], // [out, rows]
     x: &[f32],
     w: WeightView<'_>,
     rows: usize,
@@ -102,9 +117,8 @@ fn linear_gemm(
     let (out, inp) = w.rows_cols();
     scratch.x_t.resize(rows * inp, 0.0);
     transpose(&mut scratch.x_t, x, rows, inp);
-    scratch.out_t.resize(out * rows, 0.0);
     if let Some(wf) = convert::as_f32_slice(w.dtype, w.bytes) {
-        gemm_xwt(&mut scratch.out_t, 0, &scratch.x_t, rows, inp, wf, out);
+        gemm_xwt(y_t, 0, &scratch.x_t, rows, inp, wf, out);
     } else {
         let elem = w.dtype.size();
         let tile_rows = (TILE_ELEMS / inp).clamp(1, out);
@@ -117,11 +131,10 @@ fn linear_gemm(
             tile.par_chunks_mut(inp)
                 .zip(bytes.par_chunks(inp * elem))
                 .for_each(|(dst, src)| convert::to_f32(w.dtype, src, dst));
-            gemm_xwt(&mut scratch.out_t, first, &scratch.x_t, rows, inp, tile, n);
+            gemm_xwt(y_t, first, &scratch.x_t, rows, inp, tile, n);
             first += n;
         }
     }
-    transpose(y, &scratch.out_t[..out * rows], out, rows);
 }
 
 /// yᵀ[col0..col0+n, :] = w · xᵀ for a row-major w of n rows, given xᵀ. In gemm's column-major
