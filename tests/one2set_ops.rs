@@ -209,3 +209,34 @@ fn softmax_stats_ties_go_to_the_first_index() {
     stats.compute(&x, rows);
     assert_eq!(stats.argmax, vec![77; rows]);
 }
+
+#[test]
+fn dense_forward_matches_reference_in_every_dtype() {
+    use kpg::backend::cpu::convert::from_f32;
+    use kpg::backend::cpu::dense::dense_forward;
+    use kpg::backend::cpu::linear::{linear_reference, LinearScratch};
+    use kpg::model::weights::{DType, WeightView};
+    let mut scratch = LinearScratch::default();
+    for dtype in [DType::F32, DType::F16, DType::BF16] {
+        for &(out, inp) in &[(1, 1), (17, 33), (130, 64), (50, 301)] {
+            for rows in [1, 8, 9, 40, 133] {
+                let w = random_vec(out * inp, (out * inp + rows) as u64);
+                let x = random_vec(rows * inp, rows as u64);
+                let mut bytes = Vec::new();
+                from_f32(dtype, &w, &mut bytes);
+                let shape = [out, inp];
+                let view = WeightView {
+                    dtype,
+                    shape: &shape,
+                    bytes: &bytes,
+                };
+                let mut want = vec![0f32; rows * out];
+                linear_reference(&mut want, &x, view, rows);
+                let mut got = vec![f32::NAN; rows * out];
+                dense_forward(&mut got, &x, view, rows, &mut scratch);
+                let what = format!("dense {dtype} out={out} in={inp} rows={rows}");
+                assert_close(&what, &got, &want, ATOL * (inp as f32).sqrt(), RTOL);
+            }
+        }
+    }
+}

@@ -46,7 +46,8 @@ use crate::backend::cpu::bias::{bias_add_forward, bias_relu_forward};
 use crate::backend::cpu::convert;
 use crate::backend::cpu::embedding::embedding_forward;
 use crate::backend::cpu::layernorm::layernorm_forward;
-use crate::backend::cpu::linear::{linear_forward, linear_forward_transposed, LinearScratch};
+use crate::backend::cpu::dense::dense_forward;
+use crate::backend::cpu::linear::{linear_forward_transposed, LinearScratch};
 use crate::backend::cpu::segment_attention::{
     head0_offsets, segment_attention_forward, slot_attention_forward, Segment, SlotCache,
 };
@@ -315,7 +316,7 @@ impl One2Set {
     }
 
     fn linear(&self, y: &mut [f32], x: &[f32], lin: &Linear, rows: usize, s: &mut LinearScratch) {
-        linear_forward(y, x, self.files.view(&lin.w), rows, s);
+        dense_forward(y, x, self.files.view(&lin.w), rows, s);
         bias_add_forward(y, &lin.b);
     }
 
@@ -450,7 +451,7 @@ impl One2Set {
         let h = grow(&mut ws.h, rows * d);
         layernorm_forward(h, x, &norm.weight, &norm.bias, self.eps());
         let mid = grow(&mut ws.ffn, rows * f);
-        linear_forward(mid, h, self.files.view(&ffn_in.w), rows, &mut ws.linear);
+        dense_forward(mid, h, self.files.view(&ffn_in.w), rows, &mut ws.linear);
         bias_relu_forward(mid, &ffn_in.b);
         let proj = grow(&mut ws.proj, rows * d);
         self.linear(proj, mid, ffn_out, rows, &mut ws.linear);

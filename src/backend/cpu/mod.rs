@@ -6,6 +6,7 @@ pub mod activation;
 pub mod attention;
 pub mod bias;
 pub mod convert;
+pub mod dense;
 pub mod embedding;
 pub mod layernorm;
 pub mod linear;
