@@ -29,8 +29,20 @@ fn stdout_lines(out: &Output) -> Vec<Value> {
 }
 
 fn synth_tiny(dir: &Path) {
-    let out = kpg(&["synth", "--arch", "one2set", "--preset", "tiny", "--out", s(dir)]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = kpg(&[
+        "synth",
+        "--arch",
+        "one2set",
+        "--preset",
+        "tiny",
+        "--out",
+        s(dir),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn gzip(path: &Path, text: &str) {
@@ -52,7 +64,7 @@ fn generate_streams_in_order_with_bad_records_in_place() {
         match i {
             5 => input.push_str("{not json\n"),
             9 => input.push_str("{\"id\": \"no-abstract\", \"title\": \"x\"}\n"),
-            12 => input.push_str("\n"),
+            12 => input.push('\n'),
             _ => input.push_str(
                 &json!({"id": format!("d{i}"), "title": "Optimal transport for keyphrase sets",
                     "abstract": format!("We study keyphrase generation {i} with copy attention.")})
@@ -65,8 +77,21 @@ fn generate_streams_in_order_with_bad_records_in_place() {
     }
     let path = tmp.path().join("docs.jsonl.gz");
     gzip(&path, &input);
-    let out = kpg(&["generate", "--generator", s(&model), "--input", s(&path), "--batch-docs", "4"]);
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = kpg(&[
+        "generate",
+        "--generator",
+        s(&model),
+        "--input",
+        s(&path),
+        "--batch-docs",
+        "4",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let lines = stdout_lines(&out);
     assert_eq!(lines.len(), 22, "one line per non-blank input line");
     let ids: Vec<Value> = lines.iter().map(|l| l["id"].clone()).collect();
@@ -91,7 +116,15 @@ fn generate_streams_in_order_with_bad_records_in_place() {
         }
     }
     // The same documents give the same candidates whatever the batch size.
-    let again = kpg(&["generate", "--generator", s(&model), "--input", s(&path), "--batch-docs", "1"]);
+    let again = kpg(&[
+        "generate",
+        "--generator",
+        s(&model),
+        "--input",
+        s(&path),
+        "--batch-docs",
+        "1",
+    ]);
     let a = stdout_lines(&again);
     for (x, y) in lines.iter().zip(&a) {
         assert_eq!(x["id"], y["id"]);
@@ -121,8 +154,20 @@ fn vocab_then_synth_with_it_then_generate() {
         .collect::<String>(),
     );
     let vocab_dir = tmp.path().join("vocab");
-    let out = kpg(&["vocab", "--input", s(&corpus), "--size", "12", "--out", s(&vocab_dir)]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = kpg(&[
+        "vocab",
+        "--input",
+        s(&corpus),
+        "--size",
+        "12",
+        "--out",
+        s(&vocab_dir),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let tok: Value =
         serde_json::from_str(&std::fs::read_to_string(vocab_dir.join("tokenizer.json")).unwrap())
             .unwrap();
@@ -138,20 +183,38 @@ fn vocab_then_synth_with_it_then_generate() {
 
     let model = tmp.path().join("gen");
     let out = kpg(&[
-        "synth", "--arch", "one2set", "--preset", "tiny", "--seed", "3",
-        "--vocab", s(&vocab_dir.join("tokenizer.json")), "--out", s(&model),
+        "synth",
+        "--arch",
+        "one2set",
+        "--preset",
+        "tiny",
+        "--seed",
+        "3",
+        "--vocab",
+        s(&vocab_dir.join("tokenizer.json")),
+        "--out",
+        s(&model),
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let g = Generator::load(&model).unwrap();
     assert_eq!(g.model.config.vocab_size, 12);
     let docs = tmp.path().join("docs.jsonl");
     std::fs::write(
         &docs,
-        json!({"id": 5, "title": "Keyphrase sets", "abstract": "Generation of keyphrase sets."}).to_string(),
+        json!({"id": 5, "title": "Keyphrase sets", "abstract": "Generation of keyphrase sets."})
+            .to_string(),
     )
     .unwrap();
     let out = kpg(&["generate", "--generator", s(&model), "--input", s(&docs)]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let lines = stdout_lines(&out);
     assert_eq!(lines[0]["id"], json!("5"));
 }
@@ -163,7 +226,11 @@ fn synth_is_deterministic_and_loads() {
     synth_tiny(&a);
     synth_tiny(&b);
     for f in ["config.json", "model.safetensors", "tokenizer.json"] {
-        assert_eq!(std::fs::read(a.join(f)).unwrap(), std::fs::read(b.join(f)).unwrap(), "{f}");
+        assert_eq!(
+            std::fs::read(a.join(f)).unwrap(),
+            std::fs::read(b.join(f)).unwrap(),
+            "{f}"
+        );
     }
     let g = Generator::load(&a).unwrap();
     assert_eq!(g.model.config.num_control_codes, 20);
@@ -196,7 +263,14 @@ fn edit_tensors(dir: &Path, edit: impl FnOnce(&mut Vec<(String, String, Vec<usiz
     let mut tensors: Vec<_> = st
         .tensors()
         .into_iter()
-        .map(|(n, v)| (n, format!("{:?}", v.dtype()), v.shape().to_vec(), v.data().to_vec()))
+        .map(|(n, v)| {
+            (
+                n,
+                format!("{:?}", v.dtype()),
+                v.shape().to_vec(),
+                v.data().to_vec(),
+            )
+        })
         .collect();
     edit(&mut tensors);
     let mut header = serde_json::Map::new();
@@ -223,14 +297,21 @@ fn edit_tensors(dir: &Path, edit: impl FnOnce(&mut Vec<(String, String, Vec<usiz
 /// The library error and the command line's one-line error both contain every `needle`.
 fn expect_error(dir: &Path, needles: &[&str]) {
     let err = match Generator::load(dir) {
-        Ok(_) => panic!("{} loaded; expected an error with {needles:?}", dir.display()),
+        Ok(_) => panic!(
+            "{} loaded; expected an error with {needles:?}",
+            dir.display()
+        ),
         Err(e) => e.to_string(),
     };
     for n in needles {
         assert!(err.contains(n), "library error `{err}` lacks `{n}`");
     }
     let docs = dir.parent().unwrap().join("docs.jsonl");
-    std::fs::write(&docs, "{\"id\": 1, \"title\": \"a\", \"abstract\": \"b\"}\n").unwrap();
+    std::fs::write(
+        &docs,
+        "{\"id\": 1, \"title\": \"a\", \"abstract\": \"b\"}\n",
+    )
+    .unwrap();
     let out = kpg(&["generate", "--generator", s(dir), "--input", s(&docs)]);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -249,15 +330,28 @@ fn broken_generator_directories_are_named() {
     let (_t, dir) = copy_fixture();
     edit_json(&dir.join("tokenizer.json"), |v| {
         let vocab = v["model"]["vocab"].as_object_mut().unwrap();
-        let last = vocab.iter().max_by_key(|(_, id)| id.as_u64()).unwrap().0.clone();
+        let last = vocab
+            .iter()
+            .max_by_key(|(_, id)| id.as_u64())
+            .unwrap()
+            .0
+            .clone();
         vocab.remove(&last);
         // 29 words for a vocab_size of 30.
     });
-    expect_error(&dir, &["tokenizer.json", "fewer than the model's vocab_size = 30"]);
+    expect_error(
+        &dir,
+        &["tokenizer.json", "fewer than the model's vocab_size = 30"],
+    );
 
     let (_t, dir) = copy_fixture();
-    edit_json(&dir.join("config.json"), |v| v["architecture"] = json!("llama"));
-    expect_error(&dir, &["config.json", "architecture", "not a One2Set generator"]);
+    edit_json(&dir.join("config.json"), |v| {
+        v["architecture"] = json!("llama")
+    });
+    expect_error(
+        &dir,
+        &["config.json", "architecture", "not a One2Set generator"],
+    );
 
     let (_t, dir) = copy_fixture();
     edit_json(&dir.join("config.json"), |v| {
@@ -266,20 +360,38 @@ fn broken_generator_directories_are_named() {
     expect_error(&dir, &["config.json", "num_control_codes", "missing"]);
 
     let (_t, dir) = copy_fixture();
-    edit_json(&dir.join("config.json"), |v| v["num_present_codes"] = json!(9));
-    expect_error(&dir, &["config.json", "num_present_codes", "more than num_control_codes = 8"]);
+    edit_json(&dir.join("config.json"), |v| {
+        v["num_present_codes"] = json!(9)
+    });
+    expect_error(
+        &dir,
+        &[
+            "config.json",
+            "num_present_codes",
+            "more than num_control_codes = 8",
+        ],
+    );
 
     let (_t, dir) = copy_fixture();
     edit_json(&dir.join("config.json"), |v| v["num_heads"] = json!(5));
-    expect_error(&dir, &["config.json", "num_heads", "does not divide d_model = 32"]);
+    expect_error(
+        &dir,
+        &["config.json", "num_heads", "does not divide d_model = 32"],
+    );
 
     let (_t, dir) = copy_fixture();
     edit_tensors(&dir, |t| t.retain(|x| x.0 != "decoder.p_gen_linear.bias"));
-    expect_error(&dir, &["model.safetensors", "decoder.p_gen_linear.bias", "missing"]);
+    expect_error(
+        &dir,
+        &["model.safetensors", "decoder.p_gen_linear.bias", "missing"],
+    );
 
     let (_t, dir) = copy_fixture();
     edit_tensors(&dir, |t| {
-        let c = t.iter_mut().find(|x| x.0 == "decoder.control_code.weight").unwrap();
+        let c = t
+            .iter_mut()
+            .find(|x| x.0 == "decoder.control_code.weight")
+            .unwrap();
         c.2 = vec![4, 64];
     });
     expect_error(&dir, &["decoder.control_code.weight", "[4, 64]", "[8, 32]"]);

@@ -46,7 +46,10 @@ fn nums(v: &Value) -> Vec<f64> {
 fn read_golden(dir: &Path) -> Vec<GoldDoc> {
     let g: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("golden.json")).unwrap()).unwrap();
-    assert_eq!(g["version"], 1, "regenerate with tools/make_one2set_fixtures.py");
+    assert_eq!(
+        g["version"], 1,
+        "regenerate with tools/make_one2set_fixtures.py"
+    );
     g["documents"]
         .as_array()
         .unwrap()
@@ -130,7 +133,10 @@ fn check_slot(what: &str, got: &SlotOutput, want: &GoldSlot) -> bool {
 }
 
 fn prepared(gen: &Generator, golden: &[GoldDoc]) -> Vec<PreparedDocument> {
-    golden.iter().map(|d| gen.prepare_tokens(&d.tokens)).collect()
+    golden
+        .iter()
+        .map(|d| gen.prepare_tokens(&d.tokens))
+        .collect()
 }
 
 #[test]
@@ -143,7 +149,10 @@ fn preprocessing_gives_the_reference_source_tokens() {
                 doc["abstract"].as_str().unwrap(),
             );
             assert_eq!(tokens, gold.tokens, "{}", gold.id);
-            let p = gen.prepare(doc["title"].as_str().unwrap(), doc["abstract"].as_str().unwrap());
+            let p = gen.prepare(
+                doc["title"].as_str().unwrap(),
+                doc["abstract"].as_str().unwrap(),
+            );
             assert!(p.source.len() <= gen.model.config.max_source_len);
         }
     }
@@ -163,7 +172,8 @@ fn slots_match_the_pytorch_reference() {
         for (g, want) in got.iter().zip(&golden) {
             assert_eq!(g.len(), want.slots.len());
             for (code, (gs, ws)) in g.iter().zip(&want.slots).enumerate() {
-                compared += check_slot(&format!("{case} doc {} slot {code}", want.id), gs, ws) as usize;
+                compared +=
+                    check_slot(&format!("{case} doc {} slot {code}", want.id), gs, ws) as usize;
             }
         }
     }
@@ -186,7 +196,11 @@ fn batching_does_not_change_slots() {
                 for (i, g) in got.iter().enumerate() {
                     let want = &golden[c * size + i];
                     for (code, (gs, w)) in g.iter().zip(&want.slots).enumerate() {
-                        check_slot(&format!("{case} batch {size} doc {} slot {code}", want.id), gs, w);
+                        check_slot(
+                            &format!("{case} batch {size} doc {} slot {code}", want.id),
+                            gs,
+                            w,
+                        );
                     }
                 }
             }
@@ -227,7 +241,9 @@ fn candidates_match_the_pytorch_reference() {
         let golden = read_golden(&dir);
         let docs = prepared(&gen, &golden);
         let refs: Vec<&PreparedDocument> = docs.iter().collect();
-        let got = gen.generate(&refs, &mut GenerateWorkspace::default()).unwrap();
+        let got = gen
+            .generate(&refs, &mut GenerateWorkspace::default())
+            .unwrap();
         for (g, want) in got.iter().zip(&golden) {
             if !tie_free(want) {
                 continue;
@@ -251,7 +267,11 @@ fn generate_command_matches_the_pytorch_reference() {
             .arg(dir.join("docs.jsonl"))
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let lines: Vec<Value> = String::from_utf8(out.stdout)
             .unwrap()
             .lines()
@@ -263,7 +283,11 @@ fn generate_command_matches_the_pytorch_reference() {
             assert_eq!(line["id"].as_str().unwrap(), want.id);
             if tie_free(want) {
                 let got = line["candidates"].as_array().unwrap();
-                check_candidates(&format!("{case} cli doc {}", want.id), got, &want.candidates);
+                check_candidates(
+                    &format!("{case} cli doc {}", want.id),
+                    got,
+                    &want.candidates,
+                );
             }
         }
     }

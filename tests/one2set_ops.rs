@@ -55,20 +55,28 @@ fn sinusoid_table_follows_the_one2set_formula() {
     let dim = 10;
     let t = SinusoidTable::new(50, dim);
     assert_eq!(t.rows(), 50);
-    assert!(t.row(0).iter().all(|&v| v == 0.0), "row 0 is the padding row");
+    assert!(
+        t.row(0).iter().all(|&v| v == 0.0),
+        "row 0 is the padding row"
+    );
     for pos in [1usize, 2, 49] {
         for i in 0..dim {
             let angle = pos as f64 / 10000f64.powf((2 * (i / 2)) as f64 / dim as f64);
             let want = if i % 2 == 0 { angle.sin() } else { angle.cos() };
-            assert!((t.row(pos)[i] as f64 - want).abs() < 1e-6, "pos {pos} dim {i}");
+            assert!(
+                (t.row(pos)[i] as f64 - want).abs() < 1e-6,
+                "pos {pos} dim {i}"
+            );
         }
     }
 }
 
 #[test]
 fn segment_attention_matches_reference() {
-    // (num_heads, head_dim, segments as (q_len, k_len)), with shared and separate key ranges.
-    let cases: &[(usize, usize, &[(usize, usize)])] = &[
+    // Segments with shared and separate key ranges.
+    // (num_heads, head_dim, segments as (q_len, k_len))
+    type Case<'a> = (usize, usize, &'a [(usize, usize)]);
+    let cases: &[Case] = &[
         (1, 1, &[(1, 1)]),
         (4, 16, &[(7, 7), (1, 33), (20, 5)]),
         (3, 12, &[(6, 40), (6, 1), (2, 17)]),
@@ -90,8 +98,14 @@ fn segment_attention_matches_reference() {
             k_rows += kl;
         }
         seed += 3;
-        let q: Vec<f32> = random_vec(q_rows * row, seed).iter().map(|v| 3.0 * v).collect();
-        let k: Vec<f32> = random_vec(k_rows * row, seed + 1).iter().map(|v| 3.0 * v).collect();
+        let q: Vec<f32> = random_vec(q_rows * row, seed)
+            .iter()
+            .map(|v| 3.0 * v)
+            .collect();
+        let k: Vec<f32> = random_vec(k_rows * row, seed + 1)
+            .iter()
+            .map(|v| 3.0 * v)
+            .collect();
         let v = random_vec(k_rows * row, seed + 2);
         let mut want = vec![0f32; q_rows * row];
         let mut want_head0 = Vec::new();
@@ -123,13 +137,17 @@ fn segment_attention_matches_reference() {
 
 #[test]
 fn slot_attention_matches_reference() {
-    for &(heads, hd, slots, max_len) in &[(1, 2, 1, 1), (4, 8, 9, 6), (3, 12, 20, 4), (8, 64, 40, 6)] {
+    for &(heads, hd, slots, max_len) in
+        &[(1, 2, 1, 1), (4, 8, 9, 6), (3, 12, 20, 4), (8, 64, 40, 6)]
+    {
         let row = heads * hd;
         let k = random_vec(slots * max_len * row, 21);
         let v = random_vec(slots * max_len * row, 22);
         // Every other slot, backwards order not allowed: the model passes ascending slots, but the
         // op itself takes any.
-        let row_slot: Vec<u32> = (0..slots as u32).filter(|s| s % 2 == 0 || slots < 3).collect();
+        let row_slot: Vec<u32> = (0..slots as u32)
+            .filter(|s| s % 2 == 0 || slots < 3)
+            .collect();
         let q = random_vec(row_slot.len() * row, 23);
         let cache = SlotCache {
             k: &k,
@@ -187,9 +205,9 @@ fn softmax_stats_match_reference() {
         stats.compute(&x, rows);
         assert_eq!(stats.max, max, "{vocab}x{rows} max");
         assert_eq!(stats.argmax, arg, "{vocab}x{rows} argmax");
-        for r in 0..rows {
-            let rel = (stats.sum[r] as f64 - sum[r]).abs() / sum[r];
-            assert!(rel < 1e-5, "{vocab}x{rows} row {r}: sum {} vs {}", stats.sum[r], sum[r]);
+        for (r, (&got, &want)) in stats.sum.iter().zip(&sum).enumerate() {
+            let rel = (got as f64 - want).abs() / want;
+            assert!(rel < 1e-5, "{vocab}x{rows} row {r}: sum {got} vs {want}");
         }
     }
 }

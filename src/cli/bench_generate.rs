@@ -30,16 +30,15 @@ fn synthetic_document(i: usize, words: usize) -> GenerateDocument {
     GenerateDocument {
         id: format!("bench-{i}"),
         title: format!("{} {} for {} {}", w(0), w(1), w(2), w(3)),
-        abstract_text: (0..words)
-            .map(|k| w(k + 4))
-            .collect::<Vec<_>>()
-            .join(" "),
+        abstract_text: (0..words).map(|k| w(k + 4)).collect::<Vec<_>>().join(" "),
     }
 }
 
 fn read_documents(args: &BenchGenerateArgs) -> Result<Vec<GenerateDocument>> {
     let Some(path) = &args.input else {
-        return Ok((0..args.docs).map(|i| synthetic_document(i, args.words)).collect());
+        return Ok((0..args.docs)
+            .map(|i| synthetic_document(i, args.words))
+            .collect());
     };
     let mut docs = Vec::new();
     for (i, line) in input_lines_gz(Some(path))?.take(args.docs).enumerate() {
@@ -96,7 +95,11 @@ pub fn bench_generate(args: BenchGenerateArgs) -> Result<i32> {
     let n = docs.len() as f64;
     let source_tokens: usize = docs
         .iter()
-        .map(|d| source_tokens(&d.title, &d.abstract_text).len().min(c.max_source_len))
+        .map(|d| {
+            source_tokens(&d.title, &d.abstract_text)
+                .len()
+                .min(c.max_source_len)
+        })
         .sum();
     print_line(
         &json!({

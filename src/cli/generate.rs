@@ -108,7 +108,8 @@ pub fn vocab(args: VocabArgs) -> Result<i32> {
     let mut documents = 0usize;
     for path in &args.input {
         for_each_line(path, |_, text| {
-            let v: Value = serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?;
+            let v: Value =
+                serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?;
             let field = |key: &str| -> std::result::Result<&str, String> {
                 match v.get(key) {
                     Some(Value::String(s)) => Ok(s),

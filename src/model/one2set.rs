@@ -44,9 +44,9 @@ use std::path::{Path, PathBuf};
 use crate::backend::cpu::activation::residual_add_forward;
 use crate::backend::cpu::bias::{bias_add_forward, bias_relu_forward};
 use crate::backend::cpu::convert;
+use crate::backend::cpu::dense::dense_forward;
 use crate::backend::cpu::embedding::embedding_forward;
 use crate::backend::cpu::layernorm::layernorm_forward;
-use crate::backend::cpu::dense::dense_forward;
 use crate::backend::cpu::linear::{linear_forward_transposed, LinearScratch};
 use crate::backend::cpu::segment_attention::{
     head0_offsets, segment_attention_forward, slot_attention_forward, Segment, SlotCache,
@@ -158,7 +158,10 @@ pub fn tensor_specs(c: &One2SetConfig) -> Vec<(String, Vec<usize>)> {
     }
     norm(&mut out, "decoder.layer_norm");
     linear(&mut out, "decoder.output_fc", d, d);
-    out.push(("decoder.output_layer.weight".to_string(), vec![c.vocab_size, d]));
+    out.push((
+        "decoder.output_layer.weight".to_string(),
+        vec![c.vocab_size, d],
+    ));
     linear(&mut out, "decoder.p_gen_linear", 1, d);
     out
 }
@@ -207,14 +210,14 @@ impl Loader<'_> {
 #[derive(Default)]
 pub struct One2SetWorkspace {
     // Encoder, over the packed source tokens of all documents of a batch.
-    x: Vec<f32>,         // [tokens, d] residual stream (encoder), [rows, d] (decoder)
-    h: Vec<f32>,         // [tokens, d] normed input of a sub-block
-    q: Vec<f32>,         // [tokens, d]
-    k: Vec<f32>,         // [tokens, d]
-    v: Vec<f32>,         // [tokens, d]
-    attn: Vec<f32>,      // [tokens, d]
-    proj: Vec<f32>,      // [tokens, d]
-    ffn: Vec<f32>,       // [tokens, ffn]
+    x: Vec<f32>,           // [tokens, d] residual stream (encoder), [rows, d] (decoder)
+    h: Vec<f32>,           // [tokens, d] normed input of a sub-block
+    q: Vec<f32>,           // [tokens, d]
+    k: Vec<f32>,           // [tokens, d]
+    v: Vec<f32>,           // [tokens, d]
+    attn: Vec<f32>,        // [tokens, d]
+    proj: Vec<f32>,        // [tokens, d]
+    ffn: Vec<f32>,         // [tokens, ffn]
     pub enc_out: Vec<f32>, // [tokens, d] encoder output
     segments: Vec<Segment>,
     head0_at: Vec<usize>, // [segments]
@@ -383,12 +386,24 @@ impl One2Set {
             }
         }
         let x = grow(&mut ws.x, tokens * d);
-        self.linear(x, &ws.h[..tokens * d], &self.encoder_input, tokens, &mut ws.linear);
+        self.linear(
+            x,
+            &ws.h[..tokens * d],
+            &self.encoder_input,
+            tokens,
+            &mut ws.linear,
+        );
 
         for layer in &self.encoder_layers {
             let x = &mut ws.x[..tokens * d];
             let h = grow(&mut ws.h, tokens * d);
-            layernorm_forward(h, x, &layer.attn_norm.weight, &layer.attn_norm.bias, self.eps());
+            layernorm_forward(
+                h,
+                x,
+                &layer.attn_norm.weight,
+                &layer.attn_norm.bias,
+                self.eps(),
+            );
             let (a, s) = (&layer.self_attn, &mut ws.linear);
             self.linear(grow(&mut ws.q, tokens * d), h, &a.q, tokens, s);
             self.linear(grow(&mut ws.k, tokens * d), h, &a.k, tokens, s);
@@ -420,8 +435,20 @@ impl One2Set {
         for (l, layer) in self.decoder_layers.iter().enumerate() {
             let a = &layer.cross_attn;
             let enc = &ws.enc_out[..tokens * d];
-            self.linear(grow(&mut ws.cross_k[l], tokens * d), enc, &a.k, tokens, &mut ws.linear);
-            self.linear(grow(&mut ws.cross_v[l], tokens * d), enc, &a.v, tokens, &mut ws.linear);
+            self.linear(
+                grow(&mut ws.cross_k[l], tokens * d),
+                enc,
+                &a.k,
+                tokens,
+                &mut ws.linear,
+            );
+            self.linear(
+                grow(&mut ws.cross_v[l], tokens * d),
+                enc,
+                &a.v,
+                tokens,
+                &mut ws.linear,
+            );
         }
 
         // Per-slot self-attention caches; stale values are never read (a slot at step t reads
@@ -518,7 +545,13 @@ impl One2Set {
         let scale = (d as f32).sqrt();
         e.iter_mut().for_each(|v| *v *= scale);
         let x = grow(&mut ws.x, rows * d);
-        self.linear(x, &ws.h[..rows * d], &self.decoder_input, rows, &mut ws.linear);
+        self.linear(
+            x,
+            &ws.h[..rows * d],
+            &self.decoder_input,
+            rows,
+            &mut ws.linear,
+        );
         let pos = self.positions.row(step);
         for (row, &slot) in x.chunks_mut(d).zip(slots) {
             let code = slot as usize % n_codes;

@@ -39,11 +39,11 @@ pub struct SlotOutput {
 /// Buffers of the decoding loop, reused across batches.
 #[derive(Default)]
 pub struct DecodeScratch {
-    ids: Vec<u32>,          // [tokens] packed sources
-    doc_lens: Vec<usize>,   // [docs]
-    active: Vec<u32>,       // [rows] slots still decoding
-    inputs: Vec<u32>,       // [rows] their next input tokens
-    picks: Vec<Pick>,       // [rows] this step's choices
+    ids: Vec<u32>,            // [tokens] packed sources
+    doc_lens: Vec<usize>,     // [docs]
+    active: Vec<u32>,         // [rows] slots still decoding
+    inputs: Vec<u32>,         // [rows] their next input tokens
+    picks: Vec<Pick>,         // [rows] this step's choices
     copy_mass: Vec<Vec<f32>>, // per rayon task: [distinct source ids]
     slot_steps: usize,
 }
@@ -276,18 +276,26 @@ mod tests {
     #[test]
     fn pick_matches_the_whole_distribution() {
         let vocab_size = 50;
-        let words: Vec<String> = (0..vocab_size).map(|i| match i {
-            0..=6 => crate::one2set::vocab::SPECIAL_TOKENS[i].to_string(),
-            _ => format!("w{i}"),
-        }).collect();
+        let words: Vec<String> = (0..vocab_size)
+            .map(|i| match i {
+                0..=6 => crate::one2set::vocab::SPECIAL_TOKENS[i].to_string(),
+                _ => format!("w{i}"),
+            })
+            .collect();
         let vocab = Vocab::from_words(words).unwrap();
-        let tokens: Vec<String> = "w9 zz w9 w12 yy zz w40 w7".split(' ').map(str::to_string).collect();
+        let tokens: Vec<String> = "w9 zz w9 w12 yy zz w40 w7"
+            .split(' ')
+            .map(str::to_string)
+            .collect();
         let doc = SourceIds::new(&tokens, &vocab, vocab_size, 100);
         let rows = 37;
         let mut mass = Vec::new();
         for seed in 0..20u64 {
             let scale = 1.0 + seed as f32;
-            let logits: Vec<f32> = random(rows * vocab_size, seed).iter().map(|v| v * scale).collect();
+            let logits: Vec<f32> = random(rows * vocab_size, seed)
+                .iter()
+                .map(|v| v * scale)
+                .collect();
             let mut logits_t = vec![0f32; rows * vocab_size];
             for r in 0..rows {
                 for o in 0..vocab_size {
@@ -297,16 +305,34 @@ mod tests {
             let mut stats = SoftmaxStats::default();
             stats.compute(&logits_t, rows);
             for r in 0..rows {
-                let attn_raw: Vec<f32> = random(doc.len(), seed * 100 + r as u64).iter().map(|v| (3.0 * v).exp()).collect();
+                let attn_raw: Vec<f32> = random(doc.len(), seed * 100 + r as u64)
+                    .iter()
+                    .map(|v| (3.0 * v).exp())
+                    .collect();
                 let total: f32 = attn_raw.iter().sum();
                 let attn: Vec<f32> = attn_raw.iter().map(|a| a / total).collect();
                 let p_gen = (r as f32 + 0.5) / rows as f32;
-                let row = RowLogits { logits_t: &logits_t, rows, r, max: stats.max[r],
-                    argmax: stats.argmax[r], sum: stats.sum[r] };
+                let row = RowLogits {
+                    logits_t: &logits_t,
+                    rows,
+                    r,
+                    max: stats.max[r],
+                    argmax: stats.argmax[r],
+                    sum: stats.sum[r],
+                };
                 let got = pick_one(&row, p_gen, &attn, &doc, &mut mass);
-                let (tok, p) = pick_reference(&logits[r * vocab_size..(r + 1) * vocab_size], p_gen, &attn, &doc.ext_ids);
+                let (tok, p) = pick_reference(
+                    &logits[r * vocab_size..(r + 1) * vocab_size],
+                    p_gen,
+                    &attn,
+                    &doc.ext_ids,
+                );
                 assert_eq!(got.token, tok, "seed {seed} row {r}");
-                assert!((got.prob as f64 - p).abs() < 1e-5, "seed {seed} row {r}: {} vs {p}", got.prob);
+                assert!(
+                    (got.prob as f64 - p).abs() < 1e-5,
+                    "seed {seed} row {r}: {} vs {p}",
+                    got.prob
+                );
             }
         }
     }

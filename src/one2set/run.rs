@@ -86,7 +86,8 @@ where
             });
             batch.push(Pending { line_no, id, doc });
         }
-        let ready: Vec<&PreparedDocument> = batch.iter().filter_map(|p| p.doc.as_ref().ok()).collect();
+        let ready: Vec<&PreparedDocument> =
+            batch.iter().filter_map(|p| p.doc.as_ref().ok()).collect();
         let mut results = generator.generate(&ready, &mut ws)?.into_iter();
         summary.slots += ready.len() * generator.model.config.num_control_codes;
         summary.source_tokens += ready.iter().map(|d| d.source.len()).sum::<usize>();

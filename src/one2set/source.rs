@@ -94,11 +94,13 @@ mod tests {
 
     #[test]
     fn oov_words_get_extended_ids_in_order_of_first_appearance() {
-        let words: Vec<String> = ["<pad>", "<unk>", "<bos>", "<eos>", "<sep>", "<peos>", "<null>"]
-            .iter()
-            .chain(["a", "b", "rare"].iter())
-            .map(|s| s.to_string())
-            .collect();
+        let words: Vec<String> = [
+            "<pad>", "<unk>", "<bos>", "<eos>", "<sep>", "<peos>", "<null>",
+        ]
+        .iter()
+        .chain(["a", "b", "rare"].iter())
+        .map(|s| s.to_string())
+        .collect();
         let vocab = Vocab::from_words(words).unwrap();
         // vocab_size 9: `rare` (id 9) is outside the model's vocabulary.
         let toks: Vec<String> = "x a rare y x <unk> b tail"

@@ -20,7 +20,9 @@ use serde_json::{json, Map, Value};
 use crate::error::{KpgError, Result};
 
 /// The special tokens, in id order.
-pub const SPECIAL_TOKENS: [&str; 7] = ["<pad>", "<unk>", "<bos>", "<eos>", "<sep>", "<peos>", "<null>"];
+pub const SPECIAL_TOKENS: [&str; 7] = [
+    "<pad>", "<unk>", "<bos>", "<eos>", "<sep>", "<peos>", "<null>",
+];
 pub const PAD_ID: u32 = 0;
 pub const UNK_ID: u32 = 1;
 pub const BOS_ID: u32 = 2;
@@ -229,8 +231,15 @@ mod tests {
         assert_eq!(back.len(), v.len());
         assert_eq!(back.id("keyphrase"), v.id("keyphrase"));
         let hf = tokenizers::Tokenizer::from_file(&path).unwrap();
-        let enc = hf.encode("deep keyphrase <null> unknownword", false).unwrap();
-        let want: Vec<u32> = vec![v.id("deep").unwrap(), v.id("keyphrase").unwrap(), NULL_ID, UNK_ID];
+        let enc = hf
+            .encode("deep keyphrase <null> unknownword", false)
+            .unwrap();
+        let want: Vec<u32> = vec![
+            v.id("deep").unwrap(),
+            v.id("keyphrase").unwrap(),
+            NULL_ID,
+            UNK_ID,
+        ];
         assert_eq!(enc.get_ids(), want.as_slice());
     }
 

@@ -38,36 +38,38 @@ pub fn dense_forward(
     let tasks = TASKS_PER_THREAD * rayon::current_num_threads().max(1);
     let per_task = out.div_ceil(tasks).div_ceil(16) * 16;
     let y_addr = y.as_mut_ptr() as usize;
-    (0..out.div_ceil(per_task)).into_par_iter().for_each(|task| {
-        let first = task * per_task;
-        let n = per_task.min(out - first);
-        // SAFETY: dst is y's columns first..first+n of every row: (rows × n) with row stride
-        // `out` and column stride 1, inside y (length rows·out, asserted); tasks own disjoint
-        // column ranges. lhs = x is (rows × inp) row-major, inside x (asserted). rhs = wᵀ for
-        // weight rows first..first+n is (inp × n) with column stride inp, inside w since
-        // wf.len() = out·inp. x and w are only read.
-        unsafe {
-            gemm::gemm(
-                rows,
-                n,
-                inp,
-                (y_addr as *mut f32).add(first),
-                1,
-                out as isize,
-                false,
-                x.as_ptr(),
-                1,
-                inp as isize,
-                wf.as_ptr().add(first * inp),
-                inp as isize,
-                1,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
-            );
-        }
-    });
+    (0..out.div_ceil(per_task))
+        .into_par_iter()
+        .for_each(|task| {
+            let first = task * per_task;
+            let n = per_task.min(out - first);
+            // SAFETY: dst is y's columns first..first+n of every row: (rows × n) with row stride
+            // `out` and column stride 1, inside y (length rows·out, asserted); tasks own disjoint
+            // column ranges. lhs = x is (rows × inp) row-major, inside x (asserted). rhs = wᵀ for
+            // weight rows first..first+n is (inp × n) with column stride inp, inside w since
+            // wf.len() = out·inp. x and w are only read.
+            unsafe {
+                gemm::gemm(
+                    rows,
+                    n,
+                    inp,
+                    (y_addr as *mut f32).add(first),
+                    1,
+                    out as isize,
+                    false,
+                    x.as_ptr(),
+                    1,
+                    inp as isize,
+                    wf.as_ptr().add(first * inp),
+                    inp as isize,
+                    1,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+        });
 }

@@ -17,8 +17,16 @@ pub fn layernorm_forward(
 ) {
     let dim = weight.len();
     assert_eq!(bias.len(), dim, "layernorm_forward: bias is not [dim]");
-    assert_eq!(out.len(), x.len(), "layernorm_forward: out is not [rows, dim]");
-    assert_eq!(x.len() % dim.max(1), 0, "layernorm_forward: x is not [rows, dim]");
+    assert_eq!(
+        out.len(),
+        x.len(),
+        "layernorm_forward: out is not [rows, dim]"
+    );
+    assert_eq!(
+        x.len() % dim.max(1),
+        0,
+        "layernorm_forward: x is not [rows, dim]"
+    );
     out.par_chunks_mut(ROWS_PER_TASK * dim)
         .zip(x.par_chunks(ROWS_PER_TASK * dim))
         .for_each(|(o, xs)| {

@@ -62,7 +62,11 @@ pub fn linear_forward_transposed(
 ) {
     let (out, inp) = w.rows_cols();
     assert_eq!(x.len(), rows * inp, "linear_forward: x is not [rows, in]");
-    assert_eq!(y_t.len(), rows * out, "linear_forward: y_t is not [out, rows]");
+    assert_eq!(
+        y_t.len(),
+        rows * out,
+        "linear_forward: y_t is not [out, rows]"
+    );
     if rows == 0 {
         return;
     }
@@ -79,7 +83,7 @@ fn linear_rows_streaming(
     w: WeightView<'_>,
     rows: usize,
 ) {
-    let (out, inp) = w.rows_cols();
+    let (_, inp) = w.rows_cols();
     let elem = w.dtype.size();
     let direct = convert::as_f32_slice(w.dtype, w.bytes);
     // Each task owns a contiguous run of output rows of yᵀ.

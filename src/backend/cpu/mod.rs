@@ -14,5 +14,5 @@ pub mod norm;
 pub mod rope;
 pub mod segment_attention;
 pub mod simd;
-pub mod softmax_stats;
 pub mod sinusoid;
+pub mod softmax_stats;

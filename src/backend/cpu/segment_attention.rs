@@ -58,8 +58,15 @@ pub fn segment_attention_forward(
     let scale = 1.0 / (hd as f32).sqrt();
     let head0_addr = head0.map(|h| {
         let total: usize = segments.iter().map(|s| s.q_len * s.k_len).sum();
-        assert!(h.len() >= total, "segment attention: head0 buffer too small");
-        assert_eq!(head0_at.len(), segments.len(), "segment attention: head0 offsets");
+        assert!(
+            h.len() >= total,
+            "segment attention: head0 buffer too small"
+        );
+        assert_eq!(
+            head0_at.len(),
+            segments.len(),
+            "segment attention: head0 offsets"
+        );
         h.as_mut_ptr() as usize
     });
     let out_addr = out.as_mut_ptr() as usize;
@@ -157,21 +164,28 @@ pub fn segment_attention_forward(
 }
 
 /// Bounds and disjointness that the unsafe writes rely on.
-fn check_segments(
-    out: &[f32],
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    segments: &[Segment],
-    row: usize,
-) {
-    assert_eq!(out.len(), q.len(), "segment attention: out is not shaped as q");
-    assert_eq!(k.len(), v.len(), "segment attention: k and v differ in shape");
+fn check_segments(out: &[f32], q: &[f32], k: &[f32], v: &[f32], segments: &[Segment], row: usize) {
+    assert_eq!(
+        out.len(),
+        q.len(),
+        "segment attention: out is not shaped as q"
+    );
+    assert_eq!(
+        k.len(),
+        v.len(),
+        "segment attention: k and v differ in shape"
+    );
     let mut q_end = 0;
     for s in segments {
-        assert!(s.q_start >= q_end, "segment attention: query ranges overlap or are unsorted");
+        assert!(
+            s.q_start >= q_end,
+            "segment attention: query ranges overlap or are unsorted"
+        );
         q_end = s.q_start + s.q_len;
-        assert!(q_end * row <= q.len(), "segment attention: queries past the end of q");
+        assert!(
+            q_end * row <= q.len(),
+            "segment attention: queries past the end of q"
+        );
         assert!(
             (s.k_start + s.k_len) * row <= k.len(),
             "segment attention: keys past the end of k"
@@ -200,7 +214,10 @@ pub fn segment_attention_reference(
                 let scores: Vec<f64> = (0..seg.k_len)
                     .map(|j| {
                         let kj = &k[(seg.k_start + j) * row + h * hd..][..hd];
-                        qi.iter().zip(kj).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>()
+                        qi.iter()
+                            .zip(kj)
+                            .map(|(a, b)| *a as f64 * *b as f64)
+                            .sum::<f64>()
                             / (hd as f64).sqrt()
                     })
                     .collect();
@@ -239,10 +256,10 @@ const SLOT_ROWS_PER_TASK: usize = 8;
 
 /// Step `len - 1` of every listed slot: query row r attends to keys 0..len of slot `row_slot[r]`.
 pub fn slot_attention_forward(
-    out: &mut [f32],   // [rows, num_heads*head_dim]
-    q: &[f32],         // [rows, num_heads*head_dim]
+    out: &mut [f32], // [rows, num_heads*head_dim]
+    q: &[f32],       // [rows, num_heads*head_dim]
     cache: SlotCache<'_>,
-    row_slot: &[u32],  // [rows]
+    row_slot: &[u32], // [rows]
     len: usize,
     num_heads: usize,
 ) {
@@ -253,10 +270,21 @@ pub fn slot_attention_forward(
     }
     let row = q.len() / rows;
     assert_eq!(q.len(), rows * row, "slot attention: q is not [rows, dim]");
-    assert!(len >= 1 && len <= cache.max_len, "slot attention: len outside 1..=max_len");
+    assert!(
+        len >= 1 && len <= cache.max_len,
+        "slot attention: len outside 1..=max_len"
+    );
     let slots = cache.k.len() / (cache.max_len * row);
-    assert_eq!(cache.k.len(), slots * cache.max_len * row, "slot attention: k cache shape");
-    assert_eq!(cache.v.len(), cache.k.len(), "slot attention: v cache shape");
+    assert_eq!(
+        cache.k.len(),
+        slots * cache.max_len * row,
+        "slot attention: k cache shape"
+    );
+    assert_eq!(
+        cache.v.len(),
+        cache.k.len(),
+        "slot attention: v cache shape"
+    );
     assert!(
         row_slot.iter().all(|&s| (s as usize) < slots),
         "slot attention: slot index past the cache"
@@ -314,7 +342,10 @@ pub fn slot_attention_reference(
             let scores: Vec<f64> = (0..len)
                 .map(|j| {
                     let kj = &cache.k[base + j * row + h * hd..][..hd];
-                    qh.iter().zip(kj).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>()
+                    qh.iter()
+                        .zip(kj)
+                        .map(|(a, b)| *a as f64 * *b as f64)
+                        .sum::<f64>()
                         / (hd as f64).sqrt()
                 })
                 .collect();

@@ -17,8 +17,7 @@ impl SinusoidTable {
         let mut table = vec![0f32; rows * dim];
         for pos in 1..rows {
             for i in 0..dim {
-                let angle =
-                    pos as f64 / 10000f64.powf(2.0 * (i / 2) as f64 / dim as f64);
+                let angle = pos as f64 / 10000f64.powf(2.0 * (i / 2) as f64 / dim as f64);
                 table[pos * dim + i] = if i % 2 == 0 { angle.sin() } else { angle.cos() } as f32;
             }
         }

@@ -33,7 +33,10 @@ pub struct SoftmaxStats {
 impl SoftmaxStats {
     /// Computes the statistics of every row of `x_t` ([vocab, rows]).
     pub fn compute(&mut self, x_t: &[f32], rows: usize) {
-        assert!(rows > 0 && x_t.len() % rows == 0, "softmax stats: x_t is not [vocab, rows]");
+        assert!(
+            rows > 0 && x_t.len() % rows == 0,
+            "softmax stats: x_t is not [vocab, rows]"
+        );
         let vocab = x_t.len() / rows;
         assert!(vocab > 0, "softmax stats: empty vocabulary");
         let tasks = (TASKS_PER_THREAD * rayon::current_num_threads()).clamp(1, vocab);
@@ -124,12 +127,12 @@ unsafe fn range_stats_avx2(
 
 #[inline(always)]
 fn range_stats_body(
-    x: &[f32],      // [ids, rows]
+    x: &[f32], // [ids, rows]
     rows: usize,
     first: u32,
-    m: &mut [f32],  // [rows]
-    a: &mut [u32],  // [rows]
-    s: &mut [f32],  // [rows]
+    m: &mut [f32], // [rows]
+    a: &mut [u32], // [rows]
+    s: &mut [f32], // [rows]
 ) {
     m.fill(f32::NEG_INFINITY);
     a.fill(first);
