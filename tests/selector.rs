@@ -11,7 +11,7 @@ use kpg::model::llama::{LlamaWorkspace, LogitRows, SeqChunk};
 use kpg::model::weights::DType;
 use kpg::select::config::{AnswerFormat, SelectorConfig};
 use kpg::select::document::{Candidate, SelectDocument};
-use kpg::select::run::{select_lines, SelectOptions};
+use kpg::select::run::{numbered, select_lines, SelectOptions};
 use kpg::select::scheduler::{decide, SchedulerOptions};
 use kpg::select::{CandidateOrder, SelectMode, Selector};
 use serde_json::{json, Value};
@@ -82,7 +82,7 @@ fn run(selector: &Selector, docs: &[SelectDocument], opts: &SelectOptions) -> Ve
     let mut out = Vec::new();
     select_lines(
         selector,
-        lines,
+        numbered(lines),
         opts,
         |l| {
             out.push(serde_json::from_str(l).unwrap());
@@ -227,7 +227,7 @@ fn prefix_sharing_and_cache_pressure_do_not_change_results() {
         (
             "small cache",
             SchedulerOptions {
-                cache: CacheCapacity::Tokens(16 * 120),
+                cache: CacheCapacity::Tokens(16 * 30),
                 block_size: 16,
                 ..Default::default()
             },
@@ -235,7 +235,7 @@ fn prefix_sharing_and_cache_pressure_do_not_change_results() {
         (
             "tiny blocks",
             SchedulerOptions {
-                cache: CacheCapacity::Tokens(1500),
+                cache: CacheCapacity::Tokens(450),
                 block_size: 3,
                 max_batch_tokens: 7,
                 ..Default::default()
@@ -251,7 +251,7 @@ fn prefix_sharing_and_cache_pressure_do_not_change_results() {
         let mut got: Vec<Value> = Vec::new();
         let summary = select_lines(
             &selector,
-            lines,
+            numbered(lines),
             &opts,
             |l| {
                 got.push(serde_json::from_str(l).unwrap());
@@ -378,6 +378,7 @@ fn command_line_reports_bad_records_in_place_and_goes_on() {
     let mut input = Vec::new();
     for line in [
         good.as_str(),
+        "",
         "{not json",
         r#"{"id": "m", "title": "t", "candidates": []}"#,
         r#"{"id": "b", "title": "t", "abstract": "a", "candidates": [{"phrase": "two\nlines", "score": 1}]}"#,
@@ -413,8 +414,9 @@ fn command_line_reports_bad_records_in_place_and_goes_on() {
     assert_eq!(lines[0]["id"], "doc-1");
     assert!(lines[0]["candidates"].as_array().unwrap().len() == 3);
     let err = |i: usize| lines[i]["error"].as_str().unwrap().to_string();
+    // The blank line is no record, but it counts in the line numbers.
     assert!(
-        err(1).contains("line 2") && err(1).contains("JSON"),
+        err(1).contains("line 3") && err(1).contains("JSON"),
         "{}",
         err(1)
     );
@@ -449,7 +451,7 @@ fn a_document_larger_than_the_cache_fails_alone() {
     let mut out = Vec::new();
     let summary = select_lines(
         &selector,
-        lines,
+        numbered(lines),
         &opts,
         |l| {
             out.push(l.to_string());

@@ -87,7 +87,7 @@ fn bench_select(args: BenchSelectArgs) -> Result<i32> {
     let start = Instant::now();
     let summary = select_lines(
         &selector,
-        lines,
+        crate::select::run::numbered(lines),
         &opts,
         |l| {
             outputs.push(l.to_string());

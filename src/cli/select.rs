@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use super::{BenchSelectOptions, CacheArgs, SelectArgs};
 use crate::error::{KpgError, Result};
-use crate::select::run::{select_lines, SelectOptions, SelectSummary};
+use crate::select::run::{select_lines, NumberedLine, SelectOptions, SelectSummary};
 use crate::select::scheduler::SchedulerOptions;
 use crate::select::{CandidateOrder, SelectMode, Selector};
 
@@ -72,10 +72,11 @@ impl BenchSelectOptions {
     }
 }
 
-/// Lines of the input as UTF-8 strings; a line that is not UTF-8 becomes an error item in place.
+/// Lines of the input as UTF-8 strings with their line numbers; a line that is not UTF-8 becomes an
+/// error item in place; blank lines are skipped.
 pub(crate) fn input_lines(
     path: Option<&std::path::Path>,
-) -> Result<Box<dyn Iterator<Item = Result<String>>>> {
+) -> Result<Box<dyn Iterator<Item = NumberedLine>>> {
     let reader: Box<dyn BufRead> = match path {
         None => Box::new(BufReader::new(std::io::stdin())),
         Some(p) if p.as_os_str() == "-" => Box::new(BufReader::new(std::io::stdin())),
@@ -95,7 +96,9 @@ pub(crate) fn input_lines(
                 String::from_utf8(bytes)
                     .map_err(|_| KpgError::InvalidArgument("the record is not valid UTF-8".into()))
             })
-            .filter(|l| !matches!(l, Ok(s) if s.trim().is_empty())),
+            .enumerate()
+            .map(|(i, line)| (i + 1, line))
+            .filter(|(_, l)| !matches!(l, Ok(s) if s.trim().is_empty())),
     ))
 }
 

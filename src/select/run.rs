@@ -57,6 +57,17 @@ fn error_line(id: &Option<String>, line_no: usize, err: &KpgError) -> String {
     serde_json::to_string(&ErrorLine { id, error }).expect("plain values")
 }
 
+/// An input line with its 1-based number in the file (blank lines are skipped before this, so the
+/// numbers are the file's own).
+pub type NumberedLine = (usize, Result<String>);
+
+/// Numbers lines from 1, for inputs without blank lines.
+pub fn numbered<I: IntoIterator<Item = Result<String>>>(
+    lines: I,
+) -> impl Iterator<Item = NumberedLine> {
+    lines.into_iter().enumerate().map(|(i, l)| (i + 1, l))
+}
+
 /// Runs every input line (`Err` for a line that could not be read, e.g. not UTF-8) and writes one
 /// output line for each, in order. `progress` is called after each record.
 pub fn select_lines<I, W>(
@@ -67,7 +78,7 @@ pub fn select_lines<I, W>(
     mut progress: impl FnMut(&SelectSummary),
 ) -> Result<SelectSummary>
 where
-    I: IntoIterator<Item = Result<String>>,
+    I: IntoIterator<Item = NumberedLine>,
     W: FnMut(&str) -> Result<()>,
 {
     let share = opts.scheduler.share_prefix;
@@ -76,8 +87,7 @@ where
         selector.root_tokens(),
         opts.scheduler.clone(),
     )?;
-    let work = lines.into_iter().enumerate().map(|(i, line)| {
-        let line_no = i + 1;
+    let work = lines.into_iter().map(|(line_no, line)| {
         let mut payload = Payload {
             line_no,
             id: None,

@@ -97,6 +97,27 @@ struct GroupState<P> {
     promised: usize,
 }
 
+/// What `run` keeps between steps.
+struct RunState<P> {
+    /// Admitted groups still running, by input index.
+    groups: BTreeMap<usize, GroupState<P>>,
+    /// Results waiting for the groups before them.
+    finished: BTreeMap<usize, (P, Result<Vec<Decisions>>)>,
+    running: VecDeque<Running>,
+    next_index: usize,
+    next_emit: usize,
+    /// Blocks counted at admission and not yet taken from the free list, over all groups.
+    promised: usize,
+}
+
+enum Admission {
+    /// The next item was taken (started, or handed to `finished` with its error).
+    Admitted,
+    /// The next group does not fit yet.
+    Wait,
+    NoInput,
+}
+
 /// The decision rule of greedy decoding restricted to the two labels: the larger logit, and on a
 /// tie the smaller token id (argmax takes the first maximum).
 pub fn decide(logit_true: f32, logit_false: f32, ids: [u32; 2]) -> (bool, f32) {
@@ -198,95 +219,30 @@ impl<'m> Scheduler<'m> {
         F: FnMut(P, Result<Vec<Decisions>>) -> Result<()>,
     {
         let mut input = input.into_iter().peekable();
-        let mut groups: BTreeMap<usize, GroupState<P>> = BTreeMap::new();
-        let mut finished: BTreeMap<usize, (P, Result<Vec<Decisions>>)> = BTreeMap::new();
-        let mut running: VecDeque<Running> = VecDeque::new();
-        let (mut next_index, mut next_emit) = (0usize, 0usize);
-        let mut promised = 0usize;
-
+        let mut st = RunState {
+            groups: BTreeMap::new(),
+            finished: BTreeMap::new(),
+            running: VecDeque::new(),
+            next_index: 0,
+            next_emit: 0,
+            promised: 0,
+        };
         loop {
             let mut progress = false;
-            // Admit groups in order while they fit.
-            while next_index < next_emit + self.opts.window {
-                let Some((_, item)) = input.peek() else { break };
-                let group = item.as_ref().ok();
-                if let Some(g) = group {
-                    let (prefix_cost, member_cost) = self.group_cost(g);
-                    let need = prefix_cost + member_cost;
-                    let capacity = self.cache.allocator().num_blocks() - self.root.blocks().len();
-                    if need > capacity {
-                        let (payload, _) = input.next().unwrap();
-                        let err = KpgError::InvalidArgument(format!(
-                            "the document needs {need} KV-cache blocks and the cache has {capacity}; \
-                             raise the cache size"
-                        ));
-                        finished.insert(next_index, (payload, Err(err)));
-                        next_index += 1;
-                        progress = true;
-                        continue;
-                    }
-                    if need > self.cache.allocator().num_free().saturating_sub(promised) {
-                        break; // wait for running documents to free blocks
-                    }
+            while st.next_index < st.next_emit + self.opts.window {
+                match self.admit_next(&mut input, &mut st)? {
+                    Admission::Admitted => progress = true,
+                    Admission::Wait | Admission::NoInput => break,
                 }
-                let (payload, item) = input.next().unwrap();
-                let group = match item {
-                    Err(e) => {
-                        finished.insert(next_index, (payload, Err(e)));
-                        next_index += 1;
-                        progress = true;
-                        continue;
-                    }
-                    Ok(g) => g,
-                };
-                let (_, member_cost) = self.group_cost(&group);
-                promised += member_cost;
-                let index = next_index;
-                next_index += 1;
-                let n = group.members.len();
-                let mut state = GroupState {
-                    payload,
-                    group,
-                    prefix_table: None,
-                    results: vec![None; n],
-                    remaining: n,
-                    promised: member_cost,
-                };
-                let mut table = if state.group.shares_root {
-                    self.cache.fork(&self.root)
-                } else {
-                    BlockTable::default()
-                };
-                if state.group.prefix.is_empty() {
-                    state.prefix_table = Some(table);
-                    self.spawn_members(index, &mut state, &mut running, &mut promised)?;
-                } else {
-                    self.cache.reserve(&mut table, state.group.prefix.len())?;
-                    running.push_back(Running {
-                        group: index,
-                        member: None,
-                        table,
-                        tokens: state.group.prefix.clone(),
-                        labels: Vec::new(),
-                        cursor: 0,
-                        next_label: 0,
-                        end: state.group.prefix.len(),
-                    });
-                }
-                groups.insert(index, state);
-                progress = true;
-                self.note_usage();
-                self.collect_finished(&mut groups, &mut finished);
             }
-
             // Hand back what is done, in order.
-            while let Some((payload, result)) = finished.remove(&next_emit) {
+            while let Some((payload, result)) = st.finished.remove(&st.next_emit) {
                 output(payload, result)?;
-                next_emit += 1;
+                st.next_emit += 1;
                 progress = true;
             }
-            if running.is_empty() {
-                if input.peek().is_none() && groups.is_empty() {
+            if st.running.is_empty() {
+                if input.peek().is_none() && st.groups.is_empty() {
                     return Ok(());
                 }
                 // With nothing running, every admitted group has been handed back and the whole
@@ -298,9 +254,95 @@ impl<'m> Scheduler<'m> {
                 }
                 continue;
             }
-            self.step(&mut running, &mut groups, &mut promised)?;
-            self.collect_finished(&mut groups, &mut finished);
+            self.step(&mut st.running, &mut st.groups, &mut st.promised)?;
+            self.collect_finished(&mut st.groups, &mut st.finished);
         }
+    }
+
+    /// Takes the next input item if it can start now: a bad record or a group too big for the
+    /// whole cache goes straight to `finished` with its error; a group that fits in the free
+    /// blocks, less those promised to running groups, starts; otherwise it waits.
+    fn admit_next<P, I>(
+        &mut self,
+        input: &mut std::iter::Peekable<I>,
+        st: &mut RunState<P>,
+    ) -> Result<Admission>
+    where
+        I: Iterator<Item = (P, Result<Group>)>,
+    {
+        let Some((_, item)) = input.peek() else {
+            return Ok(Admission::NoInput);
+        };
+        let verdict = match item {
+            Err(_) => None,
+            Ok(g) => {
+                let (prefix_cost, member_cost) = self.group_cost(g);
+                let need = prefix_cost + member_cost;
+                let capacity = self.cache.allocator().num_blocks() - self.root.blocks().len();
+                if need > capacity {
+                    Some(Err(KpgError::InvalidArgument(format!(
+                        "the document needs {need} KV-cache blocks and the cache has {capacity}; \
+                         raise the cache size"
+                    ))))
+                } else if need
+                    > self
+                        .cache
+                        .allocator()
+                        .num_free()
+                        .saturating_sub(st.promised)
+                {
+                    return Ok(Admission::Wait);
+                } else {
+                    Some(Ok(member_cost))
+                }
+            }
+        };
+        let (payload, item) = input.next().expect("peeked");
+        let index = st.next_index;
+        st.next_index += 1;
+        let (group, member_cost) = match (item, verdict) {
+            (Err(e), _) | (Ok(_), Some(Err(e))) => {
+                st.finished.insert(index, (payload, Err(e)));
+                return Ok(Admission::Admitted);
+            }
+            (Ok(g), Some(Ok(cost))) => (g, cost),
+            (Ok(_), None) => unreachable!("a group always gets a verdict"),
+        };
+        st.promised += member_cost;
+        let n = group.members.len();
+        let mut state = GroupState {
+            payload,
+            group,
+            prefix_table: None,
+            results: vec![None; n],
+            remaining: n,
+            promised: member_cost,
+        };
+        let mut table = if state.group.shares_root {
+            self.cache.fork(&self.root)
+        } else {
+            BlockTable::default()
+        };
+        if state.group.prefix.is_empty() {
+            state.prefix_table = Some(table);
+            self.spawn_members(index, &mut state, &mut st.running, &mut st.promised)?;
+        } else {
+            self.cache.reserve(&mut table, state.group.prefix.len())?;
+            st.running.push_back(Running {
+                group: index,
+                member: None,
+                table,
+                tokens: state.group.prefix.clone(),
+                labels: Vec::new(),
+                cursor: 0,
+                next_label: 0,
+                end: state.group.prefix.len(),
+            });
+        }
+        st.groups.insert(index, state);
+        self.note_usage();
+        self.collect_finished(&mut st.groups, &mut st.finished);
+        Ok(Admission::Admitted)
     }
 
     /// Forks every member of a group from its completed prefix and reserves all its blocks.

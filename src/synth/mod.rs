@@ -174,7 +174,7 @@ pub fn synth_llama_sharded(
     )
     .map_err(|e| KpgError::io(&config_path, e))?;
     let tok_path = out.join("tokenizer.json");
-    let tok = tokenizer_json::byte_level_tokenizer(config.vocab_size.max(259));
+    let tok = tokenizer_json::trained_tokenizer(config.vocab_size.max(259));
     std::fs::write(&tok_path, serde_json::to_string(&tok).unwrap())
         .map_err(|e| KpgError::io(&tok_path, e))?;
 

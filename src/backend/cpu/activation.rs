@@ -11,7 +11,7 @@ pub fn silu_mul_forward(
         .zip(up.par_chunks(4096))
         .for_each(|(g, u)| {
             for (g, u) in g.iter_mut().zip(u) {
-                *g = *g / (1.0 + (-*g).exp()) * u;
+                *g = *g / (1.0 + super::simd::exp_fast(-*g)) * u;
             }
         });
 }

@@ -26,6 +26,9 @@ pub struct TokenContext<'a> {
     pub block_tables: &'a [&'a [u32]], // [seqs][logical block] -> physical block
 }
 
+/// Query rows per task of the GEMM path.
+const QUERY_TILE: usize = 64;
+
 /// Query chunks up to this long attend key by key straight from the cache blocks; longer ones
 /// (prefill) gather the keys once and use two GEMMs.
 const DIRECT_MAX_QUERIES: usize = 8;
@@ -132,7 +135,7 @@ fn attend_one_body<const FMA: bool>(
     }
     let mut sum = 0f32;
     for s in scores.iter_mut() {
-        *s = (*s - max).exp();
+        *s = simd::exp_fast(*s - max);
         sum += *s;
     }
     let inv = 1.0 / sum;
@@ -220,15 +223,25 @@ fn attention_gemm(
     let group = num_heads / kv_heads;
     let row = num_heads * hd;
     let scale = 1.0 / (hd as f32).sqrt();
-    let tasks: Vec<(usize, usize)> = (0..runs.len())
-        .flat_map(|r| (0..kv_heads).map(move |g| (r, g)))
+    // Tasks are (sequence run, kv head, tile of query rows): a tile only reads the keys up to its
+    // own last position, which skips most of the masked half of a causal prefill, and its score
+    // block stays in cache.
+    let tasks: Vec<(usize, usize, usize, usize)> = runs
+        .iter()
+        .flat_map(|&(first, n)| {
+            (0..kv_heads).flat_map(move |g| {
+                (0..n.div_ceil(QUERY_TILE)).map(move |tile| {
+                    let t0 = first + tile * QUERY_TILE;
+                    (t0, (first + n - t0).min(QUERY_TILE), g, first)
+                })
+            })
+        })
         .collect();
     let out_addr = out.as_mut_ptr() as usize;
     tasks.par_iter().for_each_init(
         || (Vec::new(), Vec::new(), Vec::new()),
-        |(k, v, scores): &mut (Vec<f32>, Vec<f32>, Vec<f32>), &(r, kv_head)| {
-            let (first, n) = runs[r];
-            let table = ctx.block_tables[ctx.token_seq[first] as usize];
+        |(k, v, scores): &mut (Vec<f32>, Vec<f32>, Vec<f32>), &(first, n, kv_head, seq_first)| {
+            let table = ctx.block_tables[ctx.token_seq[seq_first] as usize];
             let positions = &ctx.token_pos[first..first + n];
             let len = *positions.iter().max().unwrap() as usize + 1;
             // k, v: [len, head_dim], gathered block by block with whole-row copies.

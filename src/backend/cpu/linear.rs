@@ -42,42 +42,34 @@ pub fn linear_forward(
     if rows == 0 {
         return;
     }
-    // Both paths produce yᵀ; it is transposed into y at the end.
-    let mut out_t = std::mem::take(&mut scratch.out_t);
-    out_t.resize(out * rows, 0.0);
-    linear_forward_transposed(&mut out_t, x, w, rows, scratch);
-    transpose(y, &out_t, out, rows);
-    scratch.out_t = out_t;
-}
-
-/// yᵀ[o, t] = sum_i x[t, i] · w[o, i]: the product left transposed, for a caller that reads it
-/// by output column (the generator's vocabulary logits, whose per-row softmax statistics
-/// vectorise across rows in this layout, and skip a transpose of the largest matrix).
-pub fn linear_forward_transposed(
-    y_t: &mut [f32],   // [out, rows]
-    x: &[f32],         // [rows, in]
-    w: WeightView<'_>, // [out, in]
-    rows: usize,
-    scratch: &mut LinearScratch,
-) {
-    let (out, inp) = w.rows_cols();
-    assert_eq!(x.len(), rows * inp, "linear_forward: x is not [rows, in]");
-    assert_eq!(
-        y_t.len(),
-        rows * out,
-        "linear_forward: y_t is not [out, rows]"
-    );
-    if rows == 0 {
-        return;
-    }
     if rows <= SMALL_BATCH_ROWS {
-        linear_rows_streaming(y_t, x, w, rows);
+        linear_rows_streaming(y, x, w, rows, scratch);
     } else {
-        linear_gemm(y_t, x, w, rows, scratch);
+        linear_gemm(y, x, w, rows, scratch);
     }
 }
 
 fn linear_rows_streaming(
+    y: &mut [f32],
+    x: &[f32],
+    w: WeightView<'_>,
+    rows: usize,
+    scratch: &mut LinearScratch,
+) {
+    let (out, _) = w.rows_cols();
+    let mut out_t = std::mem::take(&mut scratch.out_t);
+    out_t.resize(out * rows, 0.0);
+    rows_streaming_t(&mut out_t, x, w, rows);
+    for t in 0..rows {
+        for o in 0..out {
+            y[t * out + o] = out_t[o * rows + t];
+        }
+    }
+    scratch.out_t = out_t;
+}
+
+/// The row-streaming product, left transposed.
+fn rows_streaming_t(
     y_t: &mut [f32], // [out, rows]
     x: &[f32],       // [rows, in]
     w: WeightView<'_>,
@@ -111,14 +103,29 @@ fn linear_rows_streaming(
         );
 }
 
-fn linear_gemm(
-    y_t: &mut [f32], // [out, rows]
-    x: &[f32],
-    w: WeightView<'_>,
+/// yᵀ[o, t] = sum_i x[t, i] · w[o, i]: the product left transposed, for a caller that reads it
+/// by output column (the One2Set generator's vocabulary logits, whose per-row softmax statistics
+/// vectorise across rows in this layout), so the largest matrix is never transposed.
+pub fn linear_forward_transposed(
+    y_t: &mut [f32],   // [out, rows]
+    x: &[f32],         // [rows, in]
+    w: WeightView<'_>, // [out, in]
     rows: usize,
     scratch: &mut LinearScratch,
 ) {
     let (out, inp) = w.rows_cols();
+    assert_eq!(x.len(), rows * inp, "linear_forward: x is not [rows, in]");
+    assert_eq!(
+        y_t.len(),
+        rows * out,
+        "linear_forward: y_t is not [out, rows]"
+    );
+    if rows == 0 {
+        return;
+    }
+    if rows <= SMALL_BATCH_ROWS {
+        return rows_streaming_t(y_t, x, w, rows);
+    }
     scratch.x_t.resize(rows * inp, 0.0);
     transpose(&mut scratch.x_t, x, rows, inp);
     if let Some(wf) = convert::as_f32_slice(w.dtype, w.bytes) {
@@ -139,6 +146,107 @@ fn linear_gemm(
             first += n;
         }
     }
+}
+
+fn linear_gemm(
+    y: &mut [f32],
+    x: &[f32],
+    w: WeightView<'_>,
+    rows: usize,
+    scratch: &mut LinearScratch,
+) {
+    let (out, inp) = w.rows_cols();
+    // Two ways to feed gemm's column-major kernels: transpose x and y (cost rows·(in+out)), or
+    // let gemm pack the weights (cost out·in). Short inputs to big matrices take the first,
+    // long inputs to small matrices (a tiny model's prefill) the second.
+    let pack_weights = out * inp <= rows * (inp + out);
+    if !pack_weights {
+        scratch.x_t.resize(rows * inp, 0.0);
+        transpose(&mut scratch.x_t, x, rows, inp);
+        scratch.out_t.resize(out * rows, 0.0);
+    }
+    let mut run = |first: usize, n: usize, wf: &[f32], scratch: &mut LinearScratch| {
+        if pack_weights {
+            gemm_wx(y, out, first, x, rows, inp, wf, n);
+        } else {
+            gemm_xwt(&mut scratch.out_t, first, &scratch.x_t, rows, inp, wf, n);
+        }
+    };
+    if let Some(wf) = convert::as_f32_slice(w.dtype, w.bytes) {
+        run(0, out, wf, scratch);
+    } else {
+        let elem = w.dtype.size();
+        let tile_rows = (TILE_ELEMS / inp).clamp(1, out);
+        let mut tile = std::mem::take(&mut scratch.tile);
+        tile.resize(tile_rows * inp, 0.0);
+        let mut first = 0;
+        while first < out {
+            let n = tile_rows.min(out - first);
+            let bytes = &w.bytes[first * inp * elem..(first + n) * inp * elem];
+            tile[..n * inp]
+                .par_chunks_mut(inp)
+                .zip(bytes.par_chunks(inp * elem))
+                .for_each(|(dst, src)| convert::to_f32(w.dtype, src, dst));
+            run(first, n, &tile[..n * inp], scratch);
+            first += n;
+        }
+        scratch.tile = tile;
+    }
+    if !pack_weights {
+        transpose(y, &scratch.out_t[..out * rows], out, rows);
+    }
+}
+
+/// y[:, col0..col0+n] = x · wᵀ straight into row-major y, as yᵀ = w · xᵀ with yᵀ column-major
+/// (which is y row-major): gemm packs w, x and y are used in place. Output columns are split
+/// across threads, each running a single-threaded GEMM.
+#[allow(clippy::too_many_arguments)]
+fn gemm_wx(
+    y: &mut [f32], // [rows, y_cols]
+    y_cols: usize,
+    col0: usize,
+    x: &[f32], // [rows, inp]
+    rows: usize,
+    inp: usize,
+    w: &[f32], // [n, inp]
+    n: usize,
+) {
+    assert!(y.len() >= rows * y_cols && col0 + n <= y_cols);
+    assert!(x.len() >= rows * inp && w.len() >= n * inp);
+    let tasks = TASKS_PER_THREAD * rayon::current_num_threads().max(1);
+    let per_task = n.div_ceil(tasks).div_ceil(16) * 16;
+    let y_addr = y.as_mut_ptr() as usize;
+    (0..n.div_ceil(per_task)).into_par_iter().for_each(|task| {
+        let first = task * per_task;
+        let m = per_task.min(n - first);
+        // SAFETY: dst = yᵀ for columns col0+first .. +m: (m × rows), row stride 1, column stride
+        // y_cols, inside y by the asserts above; tasks own disjoint column ranges, so no element
+        // is written by two tasks. lhs = w rows first.. (m × inp, row stride inp) and rhs = xᵀ
+        // (inp × rows, column stride inp) are only read.
+        unsafe {
+            gemm::gemm(
+                m,
+                rows,
+                inp,
+                (y_addr as *mut f32).add(col0 + first),
+                y_cols as isize,
+                1,
+                false,
+                w.as_ptr().add(first * inp),
+                1,
+                inp as isize,
+                x.as_ptr(),
+                inp as isize,
+                1,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            );
+        }
+    });
 }
 
 /// yᵀ[col0..col0+n, :] = w · xᵀ for a row-major w of n rows, given xᵀ. In gemm's column-major
@@ -197,24 +305,34 @@ fn gemm_xwt(
         });
 }
 
-/// dst[c, r] = src[r, c], in parallel blocks of dst rows that each read a column strip of src.
+/// dst[c, r] = src[r, c], in parallel strips of dst rows. Each strip goes through 16×16 tiles
+/// staged in a small local array, so that both the reads and the writes run along rows.
 fn transpose(
     dst: &mut [f32], // [cols, rows]
     src: &[f32],     // [rows, cols]
     rows: usize,
     cols: usize,
 ) {
-    const STRIP: usize = 16;
+    const T: usize = 16;
+    assert!(src.len() >= rows * cols);
     dst[..rows * cols]
-        .par_chunks_mut(STRIP * rows)
+        .par_chunks_mut(T * rows)
         .enumerate()
         .for_each(|(strip, block)| {
-            let c0 = strip * STRIP;
+            let c0 = strip * T;
             let width = block.len() / rows;
-            for (r, src_row) in src.chunks_exact(cols).enumerate().take(rows) {
-                let src_strip = &src_row[c0..c0 + width];
-                for (c, v) in src_strip.iter().enumerate() {
-                    block[c * rows + r] = *v;
+            let mut tile = [[0f32; T]; T];
+            for r0 in (0..rows).step_by(T) {
+                let height = T.min(rows - r0);
+                for (r, line) in tile.iter_mut().enumerate().take(height) {
+                    let from = (r0 + r) * cols + c0;
+                    line[..width].copy_from_slice(&src[from..from + width]);
+                }
+                for c in 0..width {
+                    let out = &mut block[c * rows + r0..c * rows + r0 + height];
+                    for (r, o) in out.iter_mut().enumerate() {
+                        *o = tile[r][c];
+                    }
                 }
             }
         });

@@ -103,11 +103,11 @@ pub fn exp_fast(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
-    // Round to nearest by adding and subtracting 1.5·2^23 (exact for |v| < 2^22): unlike
-    // `f32::round`, which is a libm call on baseline x86-64, this vectorises.
-    const ROUND: f32 = 12_582_912.0;
+    // Adding and subtracting 1.5·2^23 rounds to the nearest integer in plain arithmetic, which
+    // vectorises where `round` is a library call.
+    const ROUNDER: f32 = 12_582_912.0;
     let x = x.clamp(-87.0, 88.0);
-    let n = (x * LOG2E + ROUND) - ROUND;
+    let n = (x * LOG2E + ROUNDER) - ROUNDER;
     let r = x - n * LN2_HI - n * LN2_LO;
     let p = 1.987_569_1e-4_f32;
     let p = p * r + 1.398_199_9e-3;
@@ -120,9 +120,15 @@ pub fn exp_fast(x: f32) -> f32 {
     e * scale
 }
 
-/// Softmax of `s` in place: exp(s - max) / sum.
-pub fn softmax_in_place(s: &mut [f32]) {
-    let max = s.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+#[inline(always)]
+fn softmax_body(s: &mut [f32]) {
+    let mut maxes = [f32::NEG_INFINITY; 16];
+    for chunk in s.chunks(16) {
+        for (x, m) in chunk.iter().zip(maxes.iter_mut()) {
+            *m = m.max(*x);
+        }
+    }
+    let max = maxes.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
     let mut lanes = [0f32; 16];
     for chunk in s.chunks_mut(16) {
         for (x, lane) in chunk.iter_mut().zip(lanes.iter_mut()) {
@@ -134,6 +140,35 @@ pub fn softmax_in_place(s: &mut [f32]) {
     for x in s.iter_mut() {
         *x *= inv;
     }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,fma")]
+unsafe fn softmax_avx512(s: &mut [f32]) {
+    softmax_body(s)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn softmax_avx2(s: &mut [f32]) {
+    softmax_body(s)
+}
+
+/// Softmax of `s` in place: exp(s - max) / sum.
+pub fn softmax_in_place(s: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports AVX-512F (and so FMA), checked just above.
+            return unsafe { softmax_avx512(s) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the CPU supports AVX2 and FMA, checked just above.
+            return unsafe { softmax_avx2(s) };
+        }
+    }
+    softmax_body(s)
 }
 
 /// Plain f32 dot product of the common prefix of `a` and `b`: the reference.

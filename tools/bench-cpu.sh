@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# CPU benchmarks of kpg and their transformers peers, run back to back on the same machine, for
+# docs/PERF.md. Needs a Python with torch and transformers (PYTHON, default python3).
+#
+#   PYTHON=~/venv-kpg/bin/python tools/bench-cpu.sh [OUT_DIR]
+#
+# Prints one JSON line per measurement and writes them to OUT_DIR/results.jsonl (default
+# target/bench-cpu). Run it on an otherwise idle machine: both sides use every core.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-target/bench-cpu}
+py=${PYTHON:-python3}
+mkdir -p "$out"
+results="$out/results.jsonl"
+: > "$results"
+log() { echo "$1" | tee -a "$results"; }
+
+cargo build --release --quiet
+kpg=target/release/kpg
+models=target/bench-models
+[ -f "$models/small-f32/config.json" ] || "$kpg" synth --arch llama --preset small --dtype f32 --out "$models/small-f32"
+[ -f "$models/tiny-f32/config.json" ] || "$kpg" synth --arch llama --preset tiny --dtype f32 --out "$models/tiny-f32"
+
+echo "== LLaMA forward, small preset, f32 (criterion; see target/criterion for details)" >&2
+cargo bench --quiet --bench cpu_forward -- --noplot 2>/dev/null | grep -E '^cpu_forward|time:|thrpt:' | tee "$out/cpu_forward.txt" >&2
+log "$("$py" tools/peer_cpu_forward.py --model "$models/small-f32" --repeats 10 2>/dev/null)"
+
+echo "== Selector, tiny preset" >&2
+log "$("$kpg" bench select --selector "$models/tiny-f32" --docs 64 --candidates 10 --dump "$out/programs.json")"
+log "$("$py" tools/peer_select.py --selector "$models/tiny-f32" --programs "$out/programs.json" 2>/dev/null)"
+log "$("$kpg" bench select --selector "$models/tiny-f32" --docs 64 --candidates 10)"
