@@ -12,6 +12,7 @@ pub mod eval;
 pub mod generate;
 pub mod kv_cache;
 pub mod model;
+pub mod one2set;
 pub mod preprocess;
 pub mod select;
 pub mod synth;

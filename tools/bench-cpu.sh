@@ -29,3 +29,12 @@ echo "== Selector, tiny preset" >&2
 log "$("$kpg" bench select --selector "$models/tiny-f32" --docs 64 --candidates 10 --dump "$out/programs.json")"
 log "$("$py" tools/peer_select.py --selector "$models/tiny-f32" --programs "$out/programs.json" 2>/dev/null)"
 log "$("$kpg" bench select --selector "$models/tiny-f32" --docs 64 --candidates 10)"
+
+echo "== One2Set generator, tiny and base presets, KP20k test documents (first 256 / 64)" >&2
+data=${KPG_DATA:-../shared/data}/kp20k.test.first1000.one2set.jsonl.gz
+for preset in tiny:256 base:64; do
+  name=${preset%%:*}; docs=${preset##*:}
+  [ -f "$models/one2set-$name/config.json" ] || "$kpg" synth --arch one2set --preset "$name" --out "$models/one2set-$name"
+  log "$("$kpg" bench generate --generator "$models/one2set-$name" --input "$data" --docs "$docs" --dump "$out/generate-$name.jsonl")"
+  log "$("$py" tools/peer_generate.py --generator "$models/one2set-$name" --dump "$out/generate-$name.jsonl" 2>/dev/null)"
+done

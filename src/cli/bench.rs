@@ -14,6 +14,7 @@ use crate::select::{CandidateOrder, Selector};
 pub fn bench(cmd: BenchCommand) -> Result<i32> {
     match cmd {
         BenchCommand::Select(args) => bench_select(args),
+        BenchCommand::Generate(args) => super::bench_generate::bench_generate(args),
     }
 }
 

@@ -2,8 +2,10 @@
 //! arguments into a validated config before doing any work.
 
 mod bench;
+mod bench_generate;
 mod debug;
 mod eval;
+mod generate;
 mod select;
 mod synth;
 
@@ -46,6 +48,17 @@ pub enum Command {
     /// averaged over documents and F1 is their harmonic mean. Exit status 0, or 2 with a one-line
     /// error (an id on one side only, a malformed line, a missing file).
     Eval(EvalArgs),
+    /// Generate candidate keyphrases with a One2Set generator (JSON lines in, JSON lines out).
+    ///
+    /// Input lines `{"id", "title", "abstract"}` (a .gz file is read as such); output lines
+    /// `{"id", "candidates": [{"phrase", "score", "slot", "present"}]}` in input order, sorted by
+    /// confidence, or `{"id", "error"}` in place for a bad record (exit status 1).
+    Generate(GenerateKeyphrasesArgs),
+    /// Build a generator's word vocabulary (`tokenizer.json`) from JSON-lines corpora.
+    ///
+    /// The seven special tokens first, then the words of titles, abstracts and keyphrases (kpg's
+    /// preprocessing) by descending frequency, ties in order of first appearance.
+    Vocab(VocabArgs),
     /// Select keyphrases among candidates with an LLM selector (JSON lines in, JSON lines out).
     Select(SelectArgs),
     /// Throughput benchmarks; one JSON line of figures on stdout.
@@ -57,6 +70,66 @@ pub enum Command {
 pub enum BenchCommand {
     /// The selector on synthetic documents: documents/s, prompt tokens/s, choice steps/s.
     Select(BenchSelectArgs),
+    /// The One2Set generator on synthetic (or given) documents: documents/s, slots/s.
+    Generate(BenchGenerateArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct BenchGenerateArgs {
+    /// Generator directory.
+    #[arg(long)]
+    pub generator: PathBuf,
+    /// Number of synthetic documents.
+    #[arg(long, default_value_t = 64)]
+    pub docs: usize,
+    /// Words per synthetic abstract.
+    #[arg(long, default_value_t = 150)]
+    pub words: usize,
+    /// Benchmark these documents (JSON lines `{"id", "title", "abstract"}`, .gz allowed) instead
+    /// of synthetic ones; --docs caps how many are read.
+    #[arg(long)]
+    pub input: Option<PathBuf>,
+    /// Documents decoded together.
+    #[arg(long, default_value_t = 32)]
+    pub batch_docs: usize,
+    /// Timed runs; the figures are those of the fastest.
+    #[arg(long, default_value_t = 3)]
+    pub repeats: usize,
+    /// Write the documents (with their source tokens) and kpg's candidates here, as JSON lines,
+    /// for the PyTorch peer (tools/peer_generate.py).
+    #[arg(long)]
+    pub dump: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct GenerateKeyphrasesArgs {
+    /// Generator directory: config.json ("architecture": "one2set"), model.safetensors,
+    /// tokenizer.json.
+    #[arg(long)]
+    pub generator: PathBuf,
+    /// Input JSON lines `{"id", "title", "abstract"}` (default: stdin; .gz is decompressed).
+    #[arg(long)]
+    pub input: Option<PathBuf>,
+    /// Output file (default: stdout).
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// Documents decoded together: more use the matrix units better, and cost more memory.
+    #[arg(long, default_value_t = 32)]
+    pub batch_docs: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct VocabArgs {
+    /// Corpora as JSON lines `{"title", "abstract", "keyphrases"}` (the shared data format; .gz
+    /// allowed).
+    #[arg(long, num_args = 1.., required = true)]
+    pub input: Vec<PathBuf>,
+    /// Entries in all, the seven special tokens included (One2Set uses 50,000).
+    #[arg(long, default_value_t = 50_000)]
+    pub size: usize,
+    /// Output directory; tokenizer.json is written there.
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 #[derive(Args, Debug)]
@@ -204,6 +277,7 @@ pub struct GenerateArgs {
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Arch {
     Llama,
+    One2set,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -218,9 +292,14 @@ pub struct SynthArgs {
     /// Model architecture.
     #[arg(long, value_enum, default_value = "llama")]
     pub arch: Arch,
-    /// Size preset: tiny (a few MB), small (about 60M parameters), llama2-7b, llama3-8b.
+    /// Size preset. llama: tiny (a few MB), small (about 60M parameters), llama2-7b, llama3-8b;
+    /// one2set: tiny (a few hundred KB), base (6+6 layers, d_model 512, 50,000 words).
     #[arg(long, default_value = "tiny")]
     pub preset: String,
+    /// one2set: take the vocabulary from this tokenizer.json (e.g. from `kpg vocab`); its size
+    /// replaces the preset's.
+    #[arg(long)]
+    pub vocab: Option<PathBuf>,
     /// Storage dtype of the weights.
     #[arg(long, value_enum, default_value = "f32")]
     pub dtype: DTypeArg,
@@ -240,6 +319,8 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Debug(DebugCommand::Load(args)) => debug::load_cost(args),
         Command::Synth(args) => synth::synth(args),
         Command::Select(args) => select::select(args),
+        Command::Generate(args) => generate::generate(args),
+        Command::Vocab(args) => generate::vocab(args),
         Command::Bench(cmd) => bench::bench(cmd),
         Command::Eval(args) => eval::eval(args),
     }

@@ -64,7 +64,7 @@ struct GoldLine {
 
 /// Opens `path` for reading lines, decompressing it when it starts with the gzip magic bytes
 /// (the extension is not trusted: `.jsonl.gz` files get renamed and piped).
-fn open(path: &Path) -> Result<Box<dyn BufRead>> {
+pub(crate) fn open(path: &Path) -> Result<Box<dyn BufRead>> {
     let file = File::open(path).map_err(|e| KpgError::io(path, e))?;
     let mut reader = BufReader::new(file);
     let head = reader.fill_buf().map_err(|e| KpgError::io(path, e))?;
@@ -76,7 +76,7 @@ fn open(path: &Path) -> Result<Box<dyn BufRead>> {
 }
 
 /// Calls `each(line_number, line)` (numbered from 1) for every non-blank line of `path`.
-fn for_each_line(
+pub(crate) fn for_each_line(
     path: &Path,
     mut each: impl FnMut(usize, &str) -> std::result::Result<(), String>,
 ) -> Result<()> {

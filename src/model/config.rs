@@ -293,7 +293,7 @@ pub(crate) fn read_json(path: &Path) -> Result<Value> {
     })
 }
 
-fn as_object<'a>(value: &'a Value, path: &Path) -> Result<&'a Map<String, Value>> {
+pub(crate) fn as_object<'a>(value: &'a Value, path: &Path) -> Result<&'a Map<String, Value>> {
     value
         .as_object()
         .ok_or_else(|| KpgError::config(path, "(top level)", "must be a JSON object"))
@@ -322,26 +322,26 @@ fn token_ids(obj: &Map<String, Value>, key: &str, path: &Path) -> Result<Option<
 }
 
 /// Typed access to a config's fields with errors that name the file and the field.
-struct Fields<'a> {
-    obj: &'a Map<String, Value>,
-    path: &'a Path,
+pub(crate) struct Fields<'a> {
+    pub(crate) obj: &'a Map<String, Value>,
+    pub(crate) path: &'a Path,
 }
 
 impl Fields<'_> {
-    fn err(&self, field: &str, reason: impl Into<String>) -> KpgError {
+    pub(crate) fn err(&self, field: &str, reason: impl Into<String>) -> KpgError {
         KpgError::config(PathBuf::from(self.path), field, reason)
     }
 
-    fn present(&self, key: &str) -> Option<&Value> {
+    pub(crate) fn present(&self, key: &str) -> Option<&Value> {
         self.obj.get(key).filter(|v| !v.is_null())
     }
 
-    fn req_usize(&self, key: &str) -> Result<usize> {
+    pub(crate) fn req_usize(&self, key: &str) -> Result<usize> {
         self.opt_usize(key)?
             .ok_or_else(|| self.err(key, "required field is missing"))
     }
 
-    fn opt_usize(&self, key: &str) -> Result<Option<usize>> {
+    pub(crate) fn opt_usize(&self, key: &str) -> Result<Option<usize>> {
         match self.present(key) {
             None => Ok(None),
             Some(v) => match v.as_u64() {
@@ -351,7 +351,7 @@ impl Fields<'_> {
         }
     }
 
-    fn opt_f64(&self, key: &str) -> Result<Option<f64>> {
+    pub(crate) fn opt_f64(&self, key: &str) -> Result<Option<f64>> {
         match self.present(key) {
             None => Ok(None),
             Some(v) => v
@@ -361,7 +361,7 @@ impl Fields<'_> {
         }
     }
 
-    fn opt_bool(&self, key: &str) -> Result<Option<bool>> {
+    pub(crate) fn opt_bool(&self, key: &str) -> Result<Option<bool>> {
         match self.present(key) {
             None => Ok(None),
             Some(v) => v
@@ -371,7 +371,7 @@ impl Fields<'_> {
         }
     }
 
-    fn opt_str(&self, key: &str) -> Result<Option<String>> {
+    pub(crate) fn opt_str(&self, key: &str) -> Result<Option<String>> {
         match self.present(key) {
             None => Ok(None),
             Some(v) => v

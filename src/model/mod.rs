@@ -2,4 +2,6 @@
 
 pub mod config;
 pub mod llama;
+pub mod one2set;
+pub mod one2set_config;
 pub mod weights;

@@ -101,7 +101,8 @@ pub fn parse_document(line: &str, line_no: usize) -> Result<SelectDocument> {
     })
 }
 
-const WORDS: [&str; 32] = [
+/// Words of the synthetic documents of the benchmarks.
+pub const WORDS: [&str; 32] = [
     "optimal",
     "transport",
     "keyphrase",

@@ -2,6 +2,7 @@
 //! benchmarks. Values are a pure function of (seed, tensor, element), generated in chunks and
 //! streamed to disk, so even the 7B presets are written without holding the model in memory.
 
+pub mod one2set;
 pub mod tokenizer_json;
 pub mod writer;
 
@@ -116,7 +117,7 @@ pub fn llama_tensors(c: &LlamaConfig) -> Vec<TensorSpec> {
     out
 }
 
-fn splitmix64(mut z: u64) -> u64 {
+pub(crate) fn splitmix64(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -124,7 +125,7 @@ fn splitmix64(mut z: u64) -> u64 {
 }
 
 /// Uniform in [-1, 1), a pure function of its key.
-fn uniform(key: u64) -> f32 {
+pub(crate) fn uniform(key: u64) -> f32 {
     (splitmix64(key) >> 40) as f32 / (1u64 << 23) as f32 - 1.0
 }
 

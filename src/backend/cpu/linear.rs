@@ -57,14 +57,30 @@ fn linear_rows_streaming(
     rows: usize,
     scratch: &mut LinearScratch,
 ) {
-    let (out, inp) = w.rows_cols();
+    let (out, _) = w.rows_cols();
+    let mut out_t = std::mem::take(&mut scratch.out_t);
+    out_t.resize(out * rows, 0.0);
+    rows_streaming_t(&mut out_t, x, w, rows);
+    for t in 0..rows {
+        for o in 0..out {
+            y[t * out + o] = out_t[o * rows + t];
+        }
+    }
+    scratch.out_t = out_t;
+}
+
+/// The row-streaming product, left transposed.
+fn rows_streaming_t(
+    y_t: &mut [f32], // [out, rows]
+    x: &[f32],       // [rows, in]
+    w: WeightView<'_>,
+    rows: usize,
+) {
+    let (_, inp) = w.rows_cols();
     let elem = w.dtype.size();
     let direct = convert::as_f32_slice(w.dtype, w.bytes);
-    // out_t is [out, rows]: each task owns a contiguous run of output rows.
-    scratch.out_t.resize(out * rows, 0.0);
-    scratch
-        .out_t
-        .par_chunks_mut(ROWS_PER_TASK * rows)
+    // Each task owns a contiguous run of output rows of yᵀ.
+    y_t.par_chunks_mut(ROWS_PER_TASK * rows)
         .enumerate()
         .for_each_init(
             || vec![0f32; inp],
@@ -86,9 +102,49 @@ fn linear_rows_streaming(
                 }
             },
         );
-    for t in 0..rows {
-        for o in 0..out {
-            y[t * out + o] = scratch.out_t[o * rows + t];
+}
+
+/// yᵀ[o, t] = sum_i x[t, i] · w[o, i]: the product left transposed, for a caller that reads it
+/// by output column (the One2Set generator's vocabulary logits, whose per-row softmax statistics
+/// vectorise across rows in this layout), so the largest matrix is never transposed.
+pub fn linear_forward_transposed(
+    y_t: &mut [f32],   // [out, rows]
+    x: &[f32],         // [rows, in]
+    w: WeightView<'_>, // [out, in]
+    rows: usize,
+    scratch: &mut LinearScratch,
+) {
+    let (out, inp) = w.rows_cols();
+    assert_eq!(x.len(), rows * inp, "linear_forward: x is not [rows, in]");
+    assert_eq!(
+        y_t.len(),
+        rows * out,
+        "linear_forward: y_t is not [out, rows]"
+    );
+    if rows == 0 {
+        return;
+    }
+    if rows <= SMALL_BATCH_ROWS {
+        return rows_streaming_t(y_t, x, w, rows);
+    }
+    scratch.x_t.resize(rows * inp, 0.0);
+    transpose(&mut scratch.x_t, x, rows, inp);
+    if let Some(wf) = convert::as_f32_slice(w.dtype, w.bytes) {
+        gemm_xwt(y_t, 0, &scratch.x_t, rows, inp, wf, out);
+    } else {
+        let elem = w.dtype.size();
+        let tile_rows = (TILE_ELEMS / inp).clamp(1, out);
+        scratch.tile.resize(tile_rows * inp, 0.0);
+        let mut first = 0;
+        while first < out {
+            let n = tile_rows.min(out - first);
+            let tile = &mut scratch.tile[..n * inp];
+            let bytes = &w.bytes[first * inp * elem..(first + n) * inp * elem];
+            tile.par_chunks_mut(inp)
+                .zip(bytes.par_chunks(inp * elem))
+                .for_each(|(dst, src)| convert::to_f32(w.dtype, src, dst));
+            gemm_xwt(y_t, first, &scratch.x_t, rows, inp, tile, n);
+            first += n;
         }
     }
 }

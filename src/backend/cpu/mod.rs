@@ -4,10 +4,16 @@
 
 pub mod activation;
 pub mod attention;
+pub mod bias;
 pub mod convert;
+pub mod dense;
 pub mod embedding;
 pub mod gemm;
+pub mod layernorm;
 pub mod linear;
 pub mod norm;
 pub mod rope;
+pub mod segment_attention;
 pub mod simd;
+pub mod sinusoid;
+pub mod softmax_stats;

@@ -1,0 +1,48 @@
+//! The records of `kpg generate`. Input: `{"id", "title", "abstract"}` (other fields ignored).
+//! Output: `{"id", "candidates": [{"phrase", "score", "slot", "present"}]}`, or `{"id", "error"}`
+//! for a record that could not be read.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::candidates::Candidate;
+use crate::error::{KpgError, Result};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerateDocument {
+    pub id: String,
+    pub title: String,
+    pub abstract_text: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GeneratedDocument<'a> {
+    pub id: &'a str,
+    pub candidates: &'a [Candidate],
+}
+
+/// Parses one input line; errors name the field and the line.
+pub fn parse_document(line: &str, line_no: usize) -> Result<GenerateDocument> {
+    let bad = |reason: String| KpgError::InvalidArgument(format!("line {line_no}: {reason}"));
+    let v: Value = serde_json::from_str(line).map_err(|e| bad(format!("malformed JSON: {e}")))?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| bad("not a JSON object".into()))?;
+    let id = match obj.get("id") {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => return Err(bad("missing or invalid field `id`".into())),
+    };
+    let text = |key: &str| -> Result<String> {
+        match obj.get(key) {
+            Some(Value::String(s)) => Ok(s.clone()),
+            Some(_) => Err(bad(format!("`{key}` must be a string"))),
+            None => Err(bad(format!("missing field `{key}`"))),
+        }
+    };
+    Ok(GenerateDocument {
+        id,
+        title: text("title")?,
+        abstract_text: text("abstract")?,
+    })
+}

@@ -1,0 +1,118 @@
+//! Streaming generation: JSON lines in, JSON lines out, in order, one output line per input line,
+//! with bad records reported in place (as `kpg select` does, `crate::select::run`). Documents are
+//! read and decoded `batch_docs` at a time, so memory is bounded whatever the input's length.
+
+use super::document::{parse_document, GeneratedDocument};
+use super::{GenerateWorkspace, Generator, PreparedDocument};
+use crate::error::{KpgError, Result};
+use crate::select::document::record_id;
+
+#[derive(Debug, Clone)]
+pub struct GenerateOptions {
+    /// Documents decoded together (all their slots step together).
+    pub batch_docs: usize,
+}
+
+impl Default for GenerateOptions {
+    fn default() -> Self {
+        GenerateOptions { batch_docs: 32 }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct GenerateSummary {
+    pub documents: usize,
+    pub failed: usize,
+    pub candidates: usize,
+    /// Slots decoded: documents × control codes.
+    pub slots: usize,
+    /// Slot steps run (a slot stops after `<eos>` or `<null>`).
+    pub slot_steps: usize,
+    /// Source tokens encoded.
+    pub source_tokens: usize,
+}
+
+/// The output line of a record that failed: `{"id", "error"}` (id null when unreadable).
+#[derive(serde::Serialize)]
+struct ErrorLine<'a> {
+    id: &'a Option<String>,
+    error: String,
+}
+
+fn error_line(id: &Option<String>, line_no: usize, err: &KpgError) -> String {
+    let msg = err.to_string();
+    let error = if msg.starts_with("line ") {
+        msg
+    } else {
+        format!("line {line_no}: {msg}")
+    };
+    serde_json::to_string(&ErrorLine { id, error }).expect("plain values")
+}
+
+/// One input record on its way through a batch.
+struct Pending {
+    line_no: usize,
+    id: Option<String>,
+    doc: Result<PreparedDocument>,
+}
+
+/// Runs every input line (`Err` for a line that could not be read, e.g. not UTF-8) and writes one
+/// output line for each, in order. `progress` is called after each batch.
+pub fn generate_lines<I, W>(
+    generator: &Generator,
+    lines: I,
+    opts: &GenerateOptions,
+    mut write: W,
+    mut progress: impl FnMut(&GenerateSummary),
+) -> Result<GenerateSummary>
+where
+    I: IntoIterator<Item = Result<String>>,
+    W: FnMut(&str) -> Result<()>,
+{
+    let batch_docs = opts.batch_docs.max(1);
+    let mut ws = GenerateWorkspace::default();
+    let mut summary = GenerateSummary::default();
+    let mut batch: Vec<Pending> = Vec::with_capacity(batch_docs);
+    let mut lines = lines.into_iter().enumerate().peekable();
+    while lines.peek().is_some() {
+        batch.clear();
+        for (i, line) in lines.by_ref().take(batch_docs) {
+            let line_no = i + 1;
+            let mut id = None;
+            let doc = line.and_then(|line| {
+                id = record_id(&line);
+                let d = parse_document(&line, line_no)?;
+                Ok(generator.prepare(&d.title, &d.abstract_text))
+            });
+            batch.push(Pending { line_no, id, doc });
+        }
+        let ready: Vec<&PreparedDocument> =
+            batch.iter().filter_map(|p| p.doc.as_ref().ok()).collect();
+        let mut results = generator.generate(&ready, &mut ws)?.into_iter();
+        summary.slots += ready.len() * generator.model.config.num_control_codes;
+        summary.source_tokens += ready.iter().map(|d| d.source.len()).sum::<usize>();
+        summary.slot_steps += ws.slot_steps();
+        for p in &batch {
+            summary.documents += 1;
+            let line = match &p.doc {
+                Ok(_) => {
+                    let candidates = results.next().expect("one result per ready document");
+                    summary.candidates += candidates.len();
+                    let id = p.id.as_deref().unwrap_or_default();
+                    serde_json::to_string(&GeneratedDocument {
+                        id,
+                        candidates: &candidates,
+                    })
+                    .expect("plain values")
+                }
+                Err(e) => {
+                    summary.failed += 1;
+                    error_line(&p.id, p.line_no, e)
+                }
+            };
+            write(&line)?;
+        }
+        progress(&summary);
+    }
+    Ok(summary)
+}
