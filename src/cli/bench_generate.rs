@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
-use super::generate::input_lines_gz;
+use super::lines::input_lines;
 use super::{print_line, BenchGenerateArgs};
 use crate::error::{KpgError, Result};
 use crate::one2set::document::{parse_document, GenerateDocument};
@@ -41,7 +41,7 @@ fn read_documents(args: &BenchGenerateArgs) -> Result<Vec<GenerateDocument>> {
             .collect());
     };
     let mut docs = Vec::new();
-    for (i, line) in input_lines_gz(Some(path))?.take(args.docs).enumerate() {
+    for (i, (_, line)) in input_lines(Some(path))?.take(args.docs).enumerate() {
         docs.push(parse_document(&line?, i + 1)?);
     }
     Ok(docs)

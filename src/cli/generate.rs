@@ -1,45 +1,16 @@
 //! `kpg generate` (the One2Set generator over JSON lines, streaming and in order) and `kpg vocab`
 //! (its vocabulary from corpora).
 
-use std::fs::File;
-use std::io::{BufRead, BufWriter, Write};
-use std::path::Path;
-
 use serde_json::Value;
 
-use super::select::Progress;
+use super::lines::{input_lines, LineSink, Progress};
 use super::{GenerateKeyphrasesArgs, VocabArgs};
 use crate::error::{KpgError, Result};
-use crate::eval::input::{for_each_line, open};
+use crate::eval::input::for_each_line;
 use crate::one2set::run::{generate_lines, GenerateOptions};
 use crate::one2set::vocab::VocabBuilder;
 use crate::one2set::Generator;
 use crate::preprocess::{source_tokens, tokenize};
-
-/// Lines of the input (stdin, a file, or a .gz file) as UTF-8 strings; a line that is not UTF-8
-/// becomes an error item in place, and blank lines are skipped.
-pub(crate) fn input_lines_gz(
-    path: Option<&Path>,
-) -> Result<Box<dyn Iterator<Item = Result<String>>>> {
-    let reader: Box<dyn BufRead> = match path {
-        Some(p) if p.as_os_str() != "-" => open(p)?,
-        _ => Box::new(std::io::BufReader::new(std::io::stdin())),
-    };
-    let name = path.map_or("<stdin>".to_string(), |p| p.display().to_string());
-    Ok(Box::new(
-        reader
-            .split(b'\n')
-            .map(move |line| {
-                let mut bytes = line.map_err(|e| KpgError::io(&name, e))?;
-                if bytes.last() == Some(&b'\r') {
-                    bytes.pop();
-                }
-                String::from_utf8(bytes)
-                    .map_err(|_| KpgError::InvalidArgument("the record is not valid UTF-8".into()))
-            })
-            .filter(|l| !matches!(l, Ok(s) if s.trim().is_empty())),
-    ))
-}
 
 pub fn generate(args: GenerateKeyphrasesArgs) -> Result<i32> {
     if args.batch_docs == 0 {
@@ -48,43 +19,20 @@ pub fn generate(args: GenerateKeyphrasesArgs) -> Result<i32> {
         ));
     }
     let generator = Generator::load(&args.generator)?;
-    let lines = input_lines_gz(args.input.as_deref())?;
-    let mut out: Box<dyn Write> = match &args.output {
-        Some(p) => Box::new(BufWriter::new(
-            File::create(p).map_err(|e| KpgError::io(p, e))?,
-        )),
-        None => Box::new(BufWriter::new(std::io::stdout().lock())),
-    };
+    let lines = input_lines(args.input.as_deref())?;
+    let mut sink = LineSink::open(args.output.as_deref())?;
     let opts = GenerateOptions {
         batch_docs: args.batch_docs,
     };
     let mut progress = Progress::new("generate");
-    let mut broken_pipe = false;
     let summary = generate_lines(
         &generator,
         lines,
         &opts,
-        |line| {
-            if broken_pipe {
-                return Ok(());
-            }
-            match writeln!(out, "{line}") {
-                Ok(()) => Ok(()),
-                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
-                    broken_pipe = true;
-                    Ok(())
-                }
-                Err(e) => Err(KpgError::io("<output>", e)),
-            }
-        },
+        |line| sink.write_line(line),
         |s| progress.tick(s.documents),
     )?;
-    match out.flush() {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-            return Err(KpgError::io("<output>", e))
-        }
-        _ => {}
-    }
+    sink.finish()?;
     let secs = progress.elapsed();
     eprintln!(
         "kpg generate: {} documents ({} failed), {} candidates, {:.1} s, {:.1} documents/s",

@@ -6,6 +6,7 @@ mod bench_generate;
 mod debug;
 mod eval;
 mod generate;
+mod lines;
 mod select;
 mod synth;
 

@@ -1,12 +1,9 @@
 //! `kpg select`: the selector over JSON lines, streaming and in order.
 
-use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Write};
-use std::time::Instant;
-
+use super::lines::{input_lines, LineSink, Progress};
 use super::{BenchSelectOptions, CacheArgs, SelectArgs};
 use crate::error::{KpgError, Result};
-use crate::select::run::{select_lines, NumberedLine, SelectOptions, SelectSummary};
+use crate::select::run::{select_lines, SelectOptions, SelectSummary};
 use crate::select::scheduler::SchedulerOptions;
 use crate::select::{CandidateOrder, SelectMode, Selector};
 
@@ -72,107 +69,20 @@ impl BenchSelectOptions {
     }
 }
 
-/// Lines of the input as UTF-8 strings with their line numbers; a line that is not UTF-8 becomes an
-/// error item in place; blank lines are skipped.
-pub(crate) fn input_lines(
-    path: Option<&std::path::Path>,
-) -> Result<Box<dyn Iterator<Item = NumberedLine>>> {
-    let reader: Box<dyn BufRead> = match path {
-        None => Box::new(BufReader::new(std::io::stdin())),
-        Some(p) if p.as_os_str() == "-" => Box::new(BufReader::new(std::io::stdin())),
-        Some(p) => Box::new(BufReader::new(
-            File::open(p).map_err(|e| KpgError::io(p, e))?,
-        )),
-    };
-    let name = path.map_or("<stdin>".to_string(), |p| p.display().to_string());
-    Ok(Box::new(
-        reader
-            .split(b'\n')
-            .map(move |line| {
-                let mut bytes = line.map_err(|e| KpgError::io(&name, e))?;
-                if bytes.last() == Some(&b'\r') {
-                    bytes.pop();
-                }
-                String::from_utf8(bytes)
-                    .map_err(|_| KpgError::InvalidArgument("the record is not valid UTF-8".into()))
-            })
-            .enumerate()
-            .map(|(i, line)| (i + 1, line))
-            .filter(|(_, l)| !matches!(l, Ok(s) if s.trim().is_empty())),
-    ))
-}
-
-/// Periodic progress lines on stderr.
-pub(crate) struct Progress {
-    start: Instant,
-    last: Instant,
-    what: &'static str,
-}
-
-impl Progress {
-    pub fn new(what: &'static str) -> Self {
-        let now = Instant::now();
-        Progress {
-            start: now,
-            last: now,
-            what,
-        }
-    }
-
-    pub fn tick(&mut self, documents: usize) {
-        if self.last.elapsed().as_secs_f64() >= 2.0 {
-            self.last = Instant::now();
-            let secs = self.start.elapsed().as_secs_f64();
-            eprintln!(
-                "kpg {}: {documents} documents, {:.1} documents/s",
-                self.what,
-                documents as f64 / secs
-            );
-        }
-    }
-
-    pub fn elapsed(&self) -> f64 {
-        self.start.elapsed().as_secs_f64()
-    }
-}
-
 pub fn select(args: SelectArgs) -> Result<i32> {
     let opts = args.options()?;
     let selector = Selector::load(&args.selector)?;
     let lines = input_lines(args.input.as_deref())?;
-    let mut out: Box<dyn Write> = match &args.output {
-        Some(p) => Box::new(BufWriter::new(
-            File::create(p).map_err(|e| KpgError::io(p, e))?,
-        )),
-        None => Box::new(BufWriter::new(std::io::stdout().lock())),
-    };
+    let mut sink = LineSink::open(args.output.as_deref())?;
     let mut progress = Progress::new("select");
-    let mut broken_pipe = false;
     let summary: SelectSummary = select_lines(
         &selector,
         lines,
         &opts,
-        |line| {
-            if broken_pipe {
-                return Ok(());
-            }
-            match writeln!(out, "{line}") {
-                Ok(()) => Ok(()),
-                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
-                    broken_pipe = true;
-                    Ok(())
-                }
-                Err(e) => Err(KpgError::io("<output>", e)),
-            }
-        },
+        |line| sink.write_line(line),
         |s| progress.tick(s.documents),
     )?;
-    match out.flush() {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-            return Err(KpgError::io("<output>", e))
-        }
-        _ => {}
-    }
+    sink.finish()?;
     let secs = progress.elapsed();
     eprintln!(
         "kpg select: {} documents ({} failed), {} candidates, {} choice steps, {:.1} s, {:.1} documents/s",

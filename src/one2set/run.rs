@@ -6,6 +6,7 @@ use super::document::{parse_document, GeneratedDocument};
 use super::{GenerateWorkspace, Generator, PreparedDocument};
 use crate::error::{KpgError, Result};
 use crate::select::document::record_id;
+use crate::select::run::NumberedLine;
 
 #[derive(Debug, Clone)]
 pub struct GenerateOptions {
@@ -66,18 +67,17 @@ pub fn generate_lines<I, W>(
     mut progress: impl FnMut(&GenerateSummary),
 ) -> Result<GenerateSummary>
 where
-    I: IntoIterator<Item = Result<String>>,
+    I: IntoIterator<Item = NumberedLine>,
     W: FnMut(&str) -> Result<()>,
 {
     let batch_docs = opts.batch_docs.max(1);
     let mut ws = GenerateWorkspace::default();
     let mut summary = GenerateSummary::default();
     let mut batch: Vec<Pending> = Vec::with_capacity(batch_docs);
-    let mut lines = lines.into_iter().enumerate().peekable();
+    let mut lines = lines.into_iter().peekable();
     while lines.peek().is_some() {
         batch.clear();
-        for (i, line) in lines.by_ref().take(batch_docs) {
-            let line_no = i + 1;
+        for (line_no, line) in lines.by_ref().take(batch_docs) {
             let mut id = None;
             let doc = line.and_then(|line| {
                 id = record_id(&line);

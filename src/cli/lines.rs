@@ -1,0 +1,114 @@
+//! JSON-lines plumbing shared by the streaming commands (`kpg select`, `kpg generate`): numbered
+//! input lines from a file, a `.gz` file or stdin; an output sink on which a closed pipe is not an
+//! error; periodic progress lines on stderr.
+
+use std::fs::File;
+use std::io::{BufRead, BufWriter, Write};
+use std::path::Path;
+use std::time::Instant;
+
+use crate::error::{KpgError, Result};
+use crate::eval::input::open;
+use crate::select::run::NumberedLine;
+
+/// Lines of the input (stdin for None or `-`; gzip detected from the content) as UTF-8 strings with
+/// the file's own 1-based line numbers; a line that is not UTF-8 becomes an error item in place;
+/// blank lines are skipped.
+pub(crate) fn input_lines(path: Option<&Path>) -> Result<Box<dyn Iterator<Item = NumberedLine>>> {
+    let reader: Box<dyn BufRead> = match path {
+        Some(p) if p.as_os_str() != "-" => open(p)?,
+        _ => Box::new(std::io::BufReader::new(std::io::stdin())),
+    };
+    let name = path.map_or("<stdin>".to_string(), |p| p.display().to_string());
+    Ok(Box::new(
+        reader
+            .split(b'\n')
+            .map(move |line| {
+                let mut bytes = line.map_err(|e| KpgError::io(&name, e))?;
+                if bytes.last() == Some(&b'\r') {
+                    bytes.pop();
+                }
+                String::from_utf8(bytes)
+                    .map_err(|_| KpgError::InvalidArgument("the record is not valid UTF-8".into()))
+            })
+            .enumerate()
+            .map(|(i, line)| (i + 1, line))
+            .filter(|(_, l)| !matches!(l, Ok(s) if s.trim().is_empty())),
+    ))
+}
+
+/// Where output lines go: a file or stdout. After the reader of stdout goes away (`| head`),
+/// further lines are dropped without error.
+pub(crate) struct LineSink {
+    out: Box<dyn Write>,
+    closed: bool,
+}
+
+impl LineSink {
+    pub fn open(path: Option<&Path>) -> Result<Self> {
+        let out: Box<dyn Write> = match path {
+            Some(p) => Box::new(BufWriter::new(
+                File::create(p).map_err(|e| KpgError::io(p, e))?,
+            )),
+            None => Box::new(BufWriter::new(std::io::stdout().lock())),
+        };
+        Ok(LineSink { out, closed: false })
+    }
+
+    pub fn write_line(&mut self, line: &str) -> Result<()> {
+        if self.closed {
+            return Ok(());
+        }
+        match writeln!(self.out, "{line}") {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                self.closed = true;
+                Ok(())
+            }
+            Err(e) => Err(KpgError::io("<output>", e)),
+        }
+    }
+
+    pub fn finish(mut self) -> Result<()> {
+        match self.out.flush() {
+            Err(e) if !self.closed && e.kind() != std::io::ErrorKind::BrokenPipe => {
+                Err(KpgError::io("<output>", e))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Periodic progress lines on stderr.
+pub(crate) struct Progress {
+    start: Instant,
+    last: Instant,
+    what: &'static str,
+}
+
+impl Progress {
+    pub fn new(what: &'static str) -> Self {
+        let now = Instant::now();
+        Progress {
+            start: now,
+            last: now,
+            what,
+        }
+    }
+
+    pub fn tick(&mut self, documents: usize) {
+        if self.last.elapsed().as_secs_f64() >= 2.0 {
+            self.last = Instant::now();
+            let secs = self.start.elapsed().as_secs_f64();
+            eprintln!(
+                "kpg {}: {documents} documents, {:.1} documents/s",
+                self.what,
+                documents as f64 / secs
+            );
+        }
+    }
+
+    pub fn elapsed(&self) -> f64 {
+        self.start.elapsed().as_secs_f64()
+    }
+}
