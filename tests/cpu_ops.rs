@@ -7,7 +7,8 @@ mod common;
 
 use common::{assert_close, random_vec};
 use kpg::backend::cpu::attention::{
-    attention_reference, paged_attention_forward, PagedLayer, TokenContext,
+    attention_reference, paged_attention_forward, paged_attention_forward_portable, PagedLayer,
+    TokenContext,
 };
 use kpg::backend::cpu::convert::from_f32;
 use kpg::backend::cpu::linear::{linear_forward, linear_reference, LinearScratch};
@@ -120,13 +121,34 @@ fn check_paged_attention(
         num_kv_heads: kv_heads,
         head_dim: hd,
     };
-    let mut out = vec![f32::NAN; q.len()];
-    paged_attention_forward(&mut out, &q, layer, &ctx, heads);
+    for (path, attend) in [
+        ("fast", paged_attention_forward as AttentionFn),
+        ("portable", paged_attention_forward_portable as AttentionFn),
+    ] {
+        let mut out = vec![f32::NAN; q.len()];
+        attend(&mut out, &q, layer, &ctx, heads);
+        check_against(path, &out, seqs, &refs, heads, kv_heads, hd, bs);
+    }
+}
+
+type AttentionFn = fn(&mut [f32], &[f32], PagedLayer<'_>, &TokenContext<'_>, usize);
+
+#[allow(clippy::too_many_arguments)]
+fn check_against(
+    path: &str,
+    out: &[f32],
+    seqs: &[Seq],
+    refs: &[Vec<f32>],
+    heads: usize,
+    kv_heads: usize,
+    hd: usize,
+    bs: usize,
+) {
     let mut start = 0;
-    for (i, (s, want)) in seqs.iter().zip(&refs).enumerate() {
+    for (i, (s, want)) in seqs.iter().zip(refs).enumerate() {
         let got = &out[start..start + s.chunk * heads * hd];
         let what = format!(
-            "seq {i} (context {}, chunk {}) heads={heads} kv={kv_heads} hd={hd} bs={bs}",
+            "{path}: seq {i} (context {}, chunk {}) heads={heads} kv={kv_heads} hd={hd} bs={bs}",
             s.context, s.chunk
         );
         assert_close(&what, got, want, ATOL, RTOL);
@@ -138,7 +160,7 @@ fn check_paged_attention(
 fn paged_attention_matches_contiguous_reference() {
     let mut seed = 100;
     for &(heads, kv_heads) in &[(4, 4), (8, 2), (16, 2)] {
-        for &hd in &[8, 24, 64] {
+        for &hd in &[8, 12, 24, 64] {
             for &bs in &[1, 3, 16] {
                 seed += 1;
                 // Lengths 1, odd, long; prefill chunks, forced-text chunks and single decode tokens.

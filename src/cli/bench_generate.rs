@@ -21,7 +21,7 @@ use crate::select::document::WORDS;
 fn synthetic_document(i: usize, words: usize) -> GenerateDocument {
     let w = |k: usize| {
         let h = i.wrapping_mul(7919) + k * 13 + k * k;
-        if h % 5 == 0 {
+        if h.is_multiple_of(5) {
             format!("term{}", h % 97)
         } else {
             WORDS[h % WORDS.len()].to_string()

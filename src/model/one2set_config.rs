@@ -75,13 +75,13 @@ impl One2SetConfig {
             layer_norm_eps: f.opt_f64("layer_norm_eps")?.unwrap_or(1e-5),
             dtype: f.opt_str("dtype")?,
         };
-        if c.d_model % c.num_heads != 0 {
+        if !c.d_model.is_multiple_of(c.num_heads) {
             return Err(f.err(
                 "num_heads",
                 format!("{} does not divide d_model = {}", c.num_heads, c.d_model),
             ));
         }
-        if c.d_model % 2 != 0 {
+        if !c.d_model.is_multiple_of(2) {
             return Err(f.err(
                 "d_model",
                 format!("{} is odd; sinusoidal positions need pairs", c.d_model),

@@ -195,7 +195,7 @@ impl<'m> Scheduler<'m> {
             return 0;
         }
         let bs = self.cache.block_size();
-        let cow = usize::from(parent_len % bs != 0);
+        let cow = usize::from(!parent_len.is_multiple_of(bs));
         (parent_len + extra).div_ceil(bs) - parent_len.div_ceil(bs) + cow
     }
 

@@ -46,7 +46,7 @@ pub fn write_safetensors(
     }
     let mut header = serde_json::to_vec(&Value::Object(header)).expect("JSON of plain values");
     // The data section starts 8-byte aligned, as the reference writer pads it.
-    while (8 + header.len()) % 8 != 0 {
+    while !(8 + header.len()).is_multiple_of(8) {
         header.push(b' ');
     }
     let mut out = BufWriter::with_capacity(1 << 20, File::create(path).map_err(io)?);

@@ -42,6 +42,29 @@ pub fn paged_attention_forward(
     ctx: &TokenContext<'_>,
     num_heads: usize,
 ) {
+    paged_attention_with(out, q, cache, ctx, num_heads, true)
+}
+
+/// As `paged_attention_forward`, never using the AVX-512 kernel for long chunks: the portable
+/// path that CPUs without AVX-512 take, exposed so that tests hold it to the reference too.
+pub fn paged_attention_forward_portable(
+    out: &mut [f32], // [tokens, num_heads, head_dim]
+    q: &[f32],       // [tokens, num_heads, head_dim]
+    cache: PagedLayer<'_>,
+    ctx: &TokenContext<'_>,
+    num_heads: usize,
+) {
+    paged_attention_with(out, q, cache, ctx, num_heads, false)
+}
+
+fn paged_attention_with(
+    out: &mut [f32],
+    q: &[f32],
+    cache: PagedLayer<'_>,
+    ctx: &TokenContext<'_>,
+    num_heads: usize,
+    allow_flash: bool,
+) {
     let row = num_heads * cache.head_dim;
     assert_eq!(
         q.len(),
@@ -60,6 +83,11 @@ pub fn paged_attention_forward(
     let (short, long): (Vec<_>, Vec<_>) = runs.into_iter().partition(|r| r.1 <= DIRECT_MAX_QUERIES);
     let short_tokens: Vec<usize> = short.iter().flat_map(|&(f, n)| f..f + n).collect();
     attention_direct(out, q, cache, ctx, num_heads, &short_tokens);
+    #[cfg(target_arch = "x86_64")]
+    if allow_flash && super::attention_flash::available() {
+        super::attention_flash::attention_flash(out, q, cache, ctx, num_heads, &long);
+        return;
+    }
     attention_gemm(out, q, cache, ctx, num_heads, &long);
 }
 

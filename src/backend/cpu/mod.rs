@@ -4,6 +4,7 @@
 
 pub mod activation;
 pub mod attention;
+pub mod attention_flash;
 pub mod bias;
 pub mod convert;
 pub mod dense;

@@ -34,7 +34,7 @@ impl SoftmaxStats {
     /// Computes the statistics of every row of `x_t` ([vocab, rows]).
     pub fn compute(&mut self, x_t: &[f32], rows: usize) {
         assert!(
-            rows > 0 && x_t.len() % rows == 0,
+            rows > 0 && x_t.len().is_multiple_of(rows),
             "softmax stats: x_t is not [vocab, rows]"
         );
         let vocab = x_t.len() / rows;
