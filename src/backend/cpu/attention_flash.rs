@@ -130,6 +130,12 @@ unsafe fn attend_tile(
             sc.offsets.extend(
                 (0..count).map(|s| ((block as usize * bs + s) * cache.num_kv_heads + kv_head) * hd),
             );
+            // The raw reads below rely on this: every key and value row of the block is inside the
+            // cache (a block table pointing outside it is a bug, caught here instead of read).
+            assert!(sc
+                .offsets
+                .iter()
+                .all(|&o| o + hd <= cache.k.len() && o + hd <= cache.v.len()));
             // Scores, four keys at a time against the 16 queries.
             let mut block_max = neg_inf;
             let mut slot = 0;
