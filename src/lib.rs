@@ -14,6 +14,7 @@ pub mod kv_cache;
 pub mod model;
 pub mod one2set;
 pub mod preprocess;
+pub mod records;
 pub mod select;
 pub mod synth;
 pub mod tokenizer;

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use crate::error::{KpgError, Result};
 use crate::eval::input::open;
-use crate::select::run::NumberedLine;
+use crate::records::NumberedLine;
 
 /// Lines of the input (stdin for None or `-`; gzip detected from the content) as UTF-8 strings with
 /// the file's own 1-based line numbers; a line that is not UTF-8 becomes an error item in place;

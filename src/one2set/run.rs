@@ -4,9 +4,9 @@
 
 use super::document::{parse_document, GeneratedDocument};
 use super::{GenerateWorkspace, Generator, PreparedDocument};
-use crate::error::{KpgError, Result};
+use crate::error::Result;
+use crate::records::{error_line, NumberedLine};
 use crate::select::document::record_id;
-use crate::select::run::NumberedLine;
 
 #[derive(Debug, Clone)]
 pub struct GenerateOptions {
@@ -31,23 +31,6 @@ pub struct GenerateSummary {
     pub slot_steps: usize,
     /// Source tokens encoded.
     pub source_tokens: usize,
-}
-
-/// The output line of a record that failed: `{"id", "error"}` (id null when unreadable).
-#[derive(serde::Serialize)]
-struct ErrorLine<'a> {
-    id: &'a Option<String>,
-    error: String,
-}
-
-fn error_line(id: &Option<String>, line_no: usize, err: &KpgError) -> String {
-    let msg = err.to_string();
-    let error = if msg.starts_with("line ") {
-        msg
-    } else {
-        format!("line {line_no}: {msg}")
-    };
-    serde_json::to_string(&ErrorLine { id, error }).expect("plain values")
 }
 
 /// One input record on its way through a batch.

@@ -40,33 +40,8 @@ struct Payload {
     order: Vec<usize>,
 }
 
-/// The output line of a record that failed: `{"id", "error"}` (id null when unreadable).
-#[derive(serde::Serialize)]
-struct ErrorLine<'a> {
-    id: &'a Option<String>,
-    error: String,
-}
-
-fn error_line(id: &Option<String>, line_no: usize, err: &KpgError) -> String {
-    let msg = err.to_string();
-    let error = if msg.starts_with("line ") {
-        msg
-    } else {
-        format!("line {line_no}: {msg}")
-    };
-    serde_json::to_string(&ErrorLine { id, error }).expect("plain values")
-}
-
-/// An input line with its 1-based number in the file (blank lines are skipped before this, so the
-/// numbers are the file's own).
-pub type NumberedLine = (usize, Result<String>);
-
-/// Numbers lines from 1, for inputs without blank lines.
-pub fn numbered<I: IntoIterator<Item = Result<String>>>(
-    lines: I,
-) -> impl Iterator<Item = NumberedLine> {
-    lines.into_iter().enumerate().map(|(i, l)| (i + 1, l))
-}
+use crate::records::error_line;
+pub use crate::records::{numbered, NumberedLine};
 
 /// Runs every input line (`Err` for a line that could not be read, e.g. not UTF-8) and writes one
 /// output line for each, in order. `progress` is called after each record.
