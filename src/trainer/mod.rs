@@ -1,0 +1,6 @@
+//! Training the One2Set generator (../shared/DESIGN.md, "Training the generator"): examples from
+//! the shared data format, target assignment by optimal transport or Hungarian matching, and the
+//! training loop behind `kpg train generator`, with checkpoints that make it resumable.
+
+pub mod data;
+pub mod targets;
