@@ -2,5 +2,6 @@
 //! the shared data format, target assignment by optimal transport or Hungarian matching, and the
 //! training loop behind `kpg train generator`, with checkpoints that make it resumable.
 
+pub mod checkpoint;
 pub mod data;
 pub mod targets;
