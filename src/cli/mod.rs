@@ -3,12 +3,14 @@
 
 mod bench;
 mod bench_generate;
+mod bench_train;
 mod debug;
 mod eval;
 mod generate;
 mod lines;
 mod select;
 mod synth;
+mod train;
 
 pub use eval::EvalArgs;
 
@@ -65,6 +67,9 @@ pub enum Command {
     /// Throughput benchmarks; one JSON line of figures on stdout.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Train a model: `kpg train generator`.
+    #[command(subcommand)]
+    Train(train::TrainCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -73,6 +78,8 @@ pub enum BenchCommand {
     Select(BenchSelectArgs),
     /// The One2Set generator on synthetic (or given) documents: documents/s, slots/s.
     Generate(BenchGenerateArgs),
+    /// Generator training on real documents: examples/s and one step's time by phase.
+    Train(bench_train::BenchTrainArgs),
 }
 
 #[derive(Args, Debug)]
@@ -294,7 +301,8 @@ pub struct SynthArgs {
     #[arg(long, value_enum, default_value = "llama")]
     pub arch: Arch,
     /// Size preset. llama: tiny (a few MB), small (about 60M parameters), llama2-7b, llama3-8b;
-    /// one2set: tiny (a few hundred KB), base (6+6 layers, d_model 512, 50,000 words).
+    /// one2set: tiny (a few hundred KB), small (3+3 layers, d_model 256, 20,000 words), base (6+6
+    /// layers, d_model 512, 50,000 words).
     #[arg(long, default_value = "tiny")]
     pub preset: String,
     /// one2set: take the vocabulary from this tokenizer.json (e.g. from `kpg vocab`); its size
@@ -324,6 +332,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Vocab(args) => generate::vocab(args),
         Command::Bench(cmd) => bench::bench(cmd),
         Command::Eval(args) => eval::eval(args),
+        Command::Train(cmd) => train::run(cmd),
     }
 }
 

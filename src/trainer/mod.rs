@@ -5,3 +5,6 @@
 pub mod checkpoint;
 pub mod data;
 pub mod targets;
+pub mod options;
+pub mod run;
+pub mod step;

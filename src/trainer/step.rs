@@ -1,0 +1,157 @@
+//! One training step's preparation: a batch of examples laid out for the model, the K-step
+//! greedy decoding that scores the targets (no dropout, no gradient), the assignment of targets
+//! to control codes, and the teacher-forced inputs, targets and loss weights that follow from it.
+
+use std::time::Instant;
+
+use super::data::TrainExample;
+use super::targets::{
+    document_targets, score_half, slot_targets, AssignMethod, HalfTargets, ScoreProblem,
+    SlotTargets, ASSIGN_STEPS,
+};
+use crate::assign::{assign_batch, Method, OtParams, Problem};
+use crate::error::Result;
+use crate::model::one2set_config::One2SetConfig;
+use crate::one2set::vocab::{BOS_ID, UNK_ID};
+use crate::train::{forward_dists, Params, TrainBatch, TrainWorkspace};
+
+/// A batch with its assigned targets, ready for the loss.
+pub struct PreparedBatch {
+    pub batch: TrainBatch,
+    pub targets: SlotTargets,
+    /// Seconds spent scoring (greedy decoding) and assigning.
+    pub score_s: f64,
+    pub assign_s: f64,
+}
+
+/// The source side of a batch: packed ids, extended ids and OOV counts; `dec_in` all `<bos>` for
+/// one step.
+pub fn source_batch(examples: &[&TrainExample], config: &One2SetConfig) -> TrainBatch {
+    let n = config.num_control_codes;
+    let mut b = TrainBatch {
+        src: Vec::new(),
+        doc_lens: Vec::new(),
+        src_ext: Vec::new(),
+        num_oov: Vec::new(),
+        dec_in: vec![BOS_ID; examples.len() * n],
+        steps: 1,
+    };
+    for e in examples {
+        b.src.extend_from_slice(&e.source.ids);
+        b.src_ext.extend_from_slice(&e.source.ext_ids);
+        b.doc_lens.push(e.source.len());
+        b.num_oov.push(e.source.oov.len());
+    }
+    b
+}
+
+/// Runs the K-step greedy decoding of every slot and returns the assignment problems, two per
+/// document (present half, absent half), scored for `method`.
+pub fn score_targets(
+    params: &Params<f32>,
+    batch: &mut TrainBatch,
+    halves: &[HalfTargets],
+    method: AssignMethod,
+    ws: &mut TrainWorkspace<f32>,
+) -> Result<Vec<ScoreProblem>> {
+    let c = &params.config;
+    let (n, vocab) = (c.num_control_codes, c.vocab_size);
+    let slots = batch.doc_lens.len() * n;
+    // Step 0 reads <bos>; step t reads step t-1's argmax, a copied word as <unk>.
+    let mut inputs: Vec<Vec<u32>> = vec![vec![BOS_ID]; slots];
+    let mut dists = None;
+    for step in 1..=ASSIGN_STEPS {
+        batch.steps = step;
+        batch.dec_in = inputs.iter().flatten().copied().collect();
+        let d = forward_dists(params, batch, ws)?;
+        if step < ASSIGN_STEPS {
+            for (s, input) in inputs.iter_mut().enumerate() {
+                let (id, _) = d.argmax(s * step + step - 1);
+                input.push(if (id as usize) < vocab { id } else { UNK_ID });
+            }
+        }
+        dists = Some(d);
+    }
+    let d = dists.expect("at least one step");
+    let half = n / 2;
+    let mut problems = Vec::with_capacity(halves.len());
+    for (h, targets) in halves.iter().enumerate() {
+        let (doc, second) = (h / 2, h % 2 == 1);
+        let first = doc * n + if second { half } else { 0 };
+        let last = doc * n + if second { n } else { half };
+        problems.push(score_half(targets, first..last, method, |slot, t, id| {
+            d.prob(slot * ASSIGN_STEPS + t, id) as f64
+        }));
+    }
+    Ok(problems)
+}
+
+/// Solves every problem with `method`: per problem, the target index of each slot.
+pub fn assign_targets(problems: &[ScoreProblem], method: AssignMethod) -> Result<Vec<Vec<usize>>> {
+    let problems: Vec<Problem> = problems
+        .iter()
+        .map(|p| Problem {
+            score: p.score.clone(),
+            targets: p.targets,
+            slots: p.slots,
+            has_null: p.has_null,
+        })
+        .collect();
+    let method = match method {
+        AssignMethod::Ot => Method::Ot,
+        AssignMethod::Hungarian => Method::Hungarian,
+    };
+    Ok(assign_batch(&problems, method, &OtParams::default())?
+        .into_iter()
+        .map(|r| r.assign)
+        .collect())
+}
+
+/// Scores, assigns and lays out the targets of `examples`.
+pub fn prepare_batch(
+    params: &Params<f32>,
+    examples: &[&TrainExample],
+    method: AssignMethod,
+    ws: &mut TrainWorkspace<f32>,
+) -> Result<PreparedBatch> {
+    let c = &params.config;
+    let mut batch = source_batch(examples, c);
+    let halves: Vec<HalfTargets> = examples
+        .iter()
+        .flat_map(|e| document_targets(e, c.num_control_codes, c.max_keyphrase_len))
+        .collect();
+    let t0 = Instant::now();
+    let problems = score_targets(params, &mut batch, &halves, method, ws)?;
+    let t1 = Instant::now();
+    let assign = assign_targets(&problems, method)?;
+    let t2 = Instant::now();
+    let targets = slot_targets(&halves, &assign, c.vocab_size);
+    batch.steps = c.max_keyphrase_len;
+    batch.dec_in = targets.dec_in.clone();
+    Ok(PreparedBatch {
+        batch,
+        targets,
+        score_s: (t1 - t0).as_secs_f64(),
+        assign_s: (t2 - t1).as_secs_f64(),
+    })
+}
+
+/// The loss of a prepared batch without dropout or gradient (validation): Σ weight · −log(P + 1e-8)
+/// and the number of target tokens it is divided by.
+pub fn batch_loss(
+    params: &Params<f32>,
+    prepared: &PreparedBatch,
+    ws: &mut TrainWorkspace<f32>,
+) -> Result<(f64, usize)> {
+    let d = forward_dists(params, &prepared.batch, ws)?;
+    let t = &prepared.targets;
+    let sum = t
+        .targets
+        .iter()
+        .zip(&t.weights)
+        .enumerate()
+        .filter(|(_, (_, &w))| w > 0.0)
+        .map(|(row, (&id, &w))| -(w as f64) * ((d.prob(row, id) as f64) + 1e-8).ln())
+        .sum();
+    Ok((sum, t.tokens))
+}
