@@ -18,5 +18,6 @@ pub mod records;
 pub mod select;
 pub mod synth;
 pub mod tokenizer;
+pub mod train;
 
 pub use error::{KpgError, Result};
