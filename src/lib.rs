@@ -18,6 +18,7 @@ pub mod records;
 pub mod select;
 pub mod synth;
 pub mod tokenizer;
+pub mod train;
 pub mod trainer;
 
 pub use error::{KpgError, Result};

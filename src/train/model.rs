@@ -1,0 +1,571 @@
+//! The One2Set generator's training forward and backward passes over [`Params`]: the same model
+//! as [`crate::model::one2set`] (see there for the layers), teacher-forced on a [`TrainBatch`],
+//! every slot's `steps` decoder rows at once, with dropout where the authors' code has it:
+//! - on the encoder input (after `input_fc`) and the decoder input (after adding the position
+//!   and the control code);
+//! - on the attention probabilities (`multi_head_attn.py`), including those the copy mechanism
+//!   reads;
+//! - after the FFN's ReLU, and on every sublayer's output before the residual add.
+//!
+//! Decoder rows are ordered (document, slot, step).
+
+use super::blocks::{
+    attn_sub_backward, attn_sub_forward, buf, ffn_sub_backward, ffn_sub_forward, wb, wb_mut,
+    AttnCache, AttnIx, FfnCache, FfnIx, NormCache, Pair, Scratch,
+};
+use super::dists::{source_order, Dists};
+use super::ops::attention::{head0_forward, AttnLayout, Group};
+use super::ops::copy::{
+    copy_loss_backward, copy_loss_forward, softmax_forward, CopyInputs, CopyRow,
+};
+use super::ops::dropout::{dropout_backward, dropout_forward, Dropout};
+use super::ops::embedding::{embedding_backward, embedding_forward};
+use super::ops::linear::{linear_backward, linear_forward};
+use super::ops::positions::{positions_forward, Positions};
+use super::{Params, Real, TrainBatch};
+use crate::error::{KpgError, Result};
+use crate::one2set::vocab::PAD_ID;
+
+/// Parameter indices of the whole model.
+struct Ix {
+    embed: usize,
+    enc_input: Pair,
+    enc: Vec<(AttnIx, FfnIx)>,
+    enc_norm: Pair,
+    dec_input: Pair,
+    control: usize,
+    dec: Vec<(AttnIx, AttnIx, FfnIx)>,
+    dec_norm: Pair,
+    output_fc: Pair,
+    output_layer: usize,
+    p_gen: Pair,
+}
+
+impl Ix {
+    fn new<T: Real>(p: &Params<T>) -> Ix {
+        let c = &p.config;
+        let one = |n: &str| p.index(n).unwrap_or_else(|| panic!("{n} in tensor_specs"));
+        Ix {
+            embed: one("embed.weight"),
+            enc_input: Pair::find(p, "encoder.input_fc"),
+            enc: (0..c.encoder_layers)
+                .map(|i| {
+                    let l = format!("encoder.layer_stacks.{i}");
+                    (
+                        AttnIx::find(
+                            p,
+                            &format!("{l}.attn_layer_norm"),
+                            &format!("{l}.self_attn"),
+                        ),
+                        FfnIx::find(p, &format!("{l}.ffn_layer_norm"), &l),
+                    )
+                })
+                .collect(),
+            enc_norm: Pair::find(p, "encoder.layer_norm"),
+            dec_input: Pair::find(p, "decoder.input_fc"),
+            control: one("decoder.control_code.weight"),
+            dec: (0..c.decoder_layers)
+                .map(|i| {
+                    let l = format!("decoder.layer_stacks.{i}");
+                    (
+                        AttnIx::find(
+                            p,
+                            &format!("{l}.self_attn_layer_norm"),
+                            &format!("{l}.self_attn"),
+                        ),
+                        AttnIx::find(
+                            p,
+                            &format!("{l}.encoder_attn_layer_norm"),
+                            &format!("{l}.encoder_attn"),
+                        ),
+                        FfnIx::find(p, &format!("{l}.final_layer_norm"), &l),
+                    )
+                })
+                .collect(),
+            dec_norm: Pair::find(p, "decoder.layer_norm"),
+            output_fc: Pair::find(p, "decoder.output_fc"),
+            output_layer: one("decoder.output_layer.weight"),
+            p_gen: Pair::find(p, "decoder.p_gen_linear"),
+        }
+    }
+}
+
+/// Dropout site bases: one per sublayer, distinct across the model.
+fn enc_site(layer: usize, sub: u64) -> u64 {
+    (1 << 32) | ((layer as u64) << 8) | (sub << 4)
+}
+fn dec_site(layer: usize, sub: u64) -> u64 {
+    (2 << 32) | ((layer as u64) << 8) | (sub << 4)
+}
+const ENC_INPUT_SITE: u64 = (1 << 32) | 0xFF_FF00;
+const DEC_INPUT_SITE: u64 = (2 << 32) | 0xFF_FF00;
+
+/// Every activation the backward pass reads, and its scratch; sized by the largest batch seen.
+#[derive(Default)]
+pub struct TrainWorkspace<T> {
+    positions: Option<Positions<T>>,
+    enc_layout: AttnLayout,
+    self_layout: AttnLayout,
+    cross_layout: AttnLayout,
+    enc_pos: Vec<usize>, // [tokens] position of each source token (1-based in its document)
+    enc_in: Vec<T>,      // [tokens, d] sqrt(d)·embed(src) + pos, input_fc's input
+    enc_x: Vec<T>,       // [tokens, d] residual stream
+    enc: Vec<(AttnCache<T>, FfnCache<T>)>,
+    enc_norm: NormCache<T>,
+    enc_out: Vec<T>, // [tokens, d]
+    dec_in: Vec<T>,  // [rows, d] sqrt(d)·embed(dec_in), input_fc's input
+    dec_x: Vec<T>,   // [rows, d] residual stream
+    dec: Vec<(AttnCache<T>, AttnCache<T>, FfnCache<T>)>,
+    dec_norm: NormCache<T>,
+    dec_ln: Vec<T>,                     // [rows, d]
+    feats: Vec<T>,                      // [rows, d] output_fc(LN(x))
+    pub(crate) probs: Vec<T>,           // [rows, vocab] softmax, then d loss / d logits
+    pub(crate) p_gen: Vec<T>,           // [rows]
+    pub(crate) head0: Vec<T>,           // [cross_layout.num_head0()] copy attention
+    pub(crate) copy_rows: Vec<CopyRow>, // [rows]
+    pub(crate) order: Vec<u32>,         // [tokens] source positions by extended id, per document
+    p_target: Vec<T>,                   // [rows]
+    tmp: Vec<T>,                        // [rows or tokens, d]
+    s: Scratch<T>,
+    g_enc_x: Vec<T>,   // [tokens, d]
+    g_enc_out: Vec<T>, // [tokens, d]
+    g_dec_x: Vec<T>,   // [rows, d]
+    g_feats: Vec<T>,   // [rows, d]
+    g_ln: Vec<T>,      // [rows, d]
+    g_zgen: Vec<T>,    // [rows]
+    g_head0: Vec<T>,   // [cross_layout.num_head0()]
+}
+
+impl<T: Real> TrainWorkspace<T> {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+/// The training forward pass up to the output distributions (left in the workspace).
+fn forward<T: Real>(
+    p: &Params<T>,
+    b: &TrainBatch,
+    ws: &mut TrainWorkspace<T>,
+    drop: &Dropout,
+) -> Result<Ix> {
+    let c = &p.config;
+    b.validate(c)?;
+    let ix = Ix::new(p);
+    let (d, n_codes, steps, heads) = (c.d_model, c.num_control_codes, b.steps, c.num_heads);
+    let (tokens, rows) = (b.num_tokens(), b.num_rows(c));
+    let scale = T::of((d as f64).sqrt());
+    if ws.positions.is_none() {
+        ws.positions = Some(Positions::new(
+            (c.max_source_len + 1).max(c.max_keyphrase_len),
+            d,
+        ));
+    }
+    let pos = ws.positions.as_ref().unwrap();
+
+    // Layouts: documents, slots, and each document's slots over its source.
+    let mut spans = Vec::with_capacity(b.num_docs());
+    let mut at = 0;
+    for &n in &b.doc_lens {
+        spans.push((at, n));
+        at += n;
+    }
+    let group = |q_start, q_len, k_start, k_len, causal| Group {
+        q_start,
+        q_len,
+        k_start,
+        k_len,
+        causal,
+    };
+    ws.enc_layout = AttnLayout::new(
+        spans
+            .iter()
+            .map(|&(s, n)| group(s, n, s, n, false))
+            .collect(),
+        heads,
+    );
+    ws.self_layout = AttnLayout::new(
+        (0..b.num_docs() * n_codes)
+            .map(|s| group(s * steps, steps, s * steps, steps, true))
+            .collect(),
+        heads,
+    );
+    let per_doc = n_codes * steps;
+    ws.cross_layout = AttnLayout::new(
+        spans
+            .iter()
+            .enumerate()
+            .map(|(i, &(s, n))| group(i * per_doc, per_doc, s, n, false))
+            .collect(),
+        heads,
+    );
+
+    // Encoder: x = dropout(input_fc(sqrt(d)·embed(src) + pos)), positions 1.. per document.
+    ws.enc_pos.clear();
+    ws.enc_pos.extend(b.doc_lens.iter().flat_map(|&n| 1..=n));
+    let e = buf(&mut ws.enc_in, tokens * d);
+    embedding_forward(e, &b.src, &p.tensors[ix.embed].data, scale);
+    positions_forward(e, &ws.enc_pos, pos);
+    let (w, bias) = wb(p, ix.enc_input);
+    let x = buf(&mut ws.enc_x, tokens * d);
+    linear_forward(x, &ws.enc_in, w, Some(bias), tokens);
+    dropout_forward(x, drop.site(ENC_INPUT_SITE), 0);
+    ws.enc.resize_with(c.encoder_layers, Default::default);
+    for (l, (a, f)) in ix.enc.iter().enumerate() {
+        let (ca, cf) = {
+            let e = &mut ws.enc[l];
+            (&mut e.0, &mut e.1)
+        };
+        attn_sub_forward(
+            p,
+            a,
+            &mut ws.enc_x,
+            ca,
+            None,
+            &ws.enc_layout,
+            drop,
+            enc_site(l, 0),
+            &mut ws.tmp,
+        );
+        ffn_sub_forward(p, f, &mut ws.enc_x, cf, drop, enc_site(l, 1), &mut ws.tmp);
+    }
+    ws.enc_norm.forward(
+        &mut ws.enc_out,
+        &ws.enc_x,
+        p,
+        ix.enc_norm,
+        d,
+        c.layer_norm_eps,
+    );
+
+    // Decoder: x = dropout(input_fc(sqrt(d)·embed(dec_in)) + pos[step] + control_code[slot]).
+    let e = buf(&mut ws.dec_in, rows * d);
+    embedding_forward(e, &b.dec_in, &p.tensors[ix.embed].data, scale);
+    let (w, bias) = wb(p, ix.dec_input);
+    let x = buf(&mut ws.dec_x, rows * d);
+    linear_forward(x, &ws.dec_in, w, Some(bias), rows);
+    let codes = &p.tensors[ix.control].data;
+    for (r, row) in x.chunks_mut(d).enumerate() {
+        let (slot, t) = (r / steps % n_codes, r % steps);
+        let cc = &codes[slot * d..(slot + 1) * d];
+        for ((v, &ps), &k) in row.iter_mut().zip(pos.row(t)).zip(cc) {
+            *v += ps + k;
+        }
+    }
+    dropout_forward(x, drop.site(DEC_INPUT_SITE), 0);
+    ws.dec.resize_with(c.decoder_layers, Default::default);
+    for (l, (sa, ca, f)) in ix.dec.iter().enumerate() {
+        let cache = &mut ws.dec[l];
+        attn_sub_forward(
+            p,
+            sa,
+            &mut ws.dec_x,
+            &mut cache.0,
+            None,
+            &ws.self_layout,
+            drop,
+            dec_site(l, 0),
+            &mut ws.tmp,
+        );
+        attn_sub_forward(
+            p,
+            ca,
+            &mut ws.dec_x,
+            &mut cache.1,
+            Some(&ws.enc_out),
+            &ws.cross_layout,
+            drop,
+            dec_site(l, 1),
+            &mut ws.tmp,
+        );
+        ffn_sub_forward(
+            p,
+            f,
+            &mut ws.dec_x,
+            &mut cache.2,
+            drop,
+            dec_site(l, 2),
+            &mut ws.tmp,
+        );
+    }
+
+    // Output: features, vocabulary softmax, p_gen, copy attention.
+    ws.dec_norm.forward(
+        &mut ws.dec_ln,
+        &ws.dec_x,
+        p,
+        ix.dec_norm,
+        d,
+        c.layer_norm_eps,
+    );
+    let (w, bias) = wb(p, ix.output_fc);
+    linear_forward(
+        buf(&mut ws.feats, rows * d),
+        &ws.dec_ln,
+        w,
+        Some(bias),
+        rows,
+    );
+    let v = c.vocab_size;
+    let probs = buf(&mut ws.probs, rows * v);
+    linear_forward(
+        probs,
+        &ws.feats,
+        &p.tensors[ix.output_layer].data,
+        None,
+        rows,
+    );
+    softmax_forward(probs, v);
+    let (w, bias) = wb(p, ix.p_gen);
+    ws.p_gen.clear();
+    ws.p_gen.extend(ws.feats.chunks(d).map(|f| {
+        let z = f.iter().zip(w).fold(bias[0], |s, (&a, &b)| s + a * b);
+        T::one() / (T::one() + (-z).exp())
+    }));
+    let last = c.decoder_layers - 1;
+    head0_forward(
+        buf(&mut ws.head0, ws.cross_layout.num_head0()),
+        &ws.dec[last].1.probs,
+        &ws.cross_layout,
+        heads,
+        drop.site(dec_site(last, 1) + super::blocks::PROBS),
+    );
+    ws.copy_rows.clear();
+    for (g, grp) in ws.cross_layout.groups.iter().enumerate() {
+        for i in 0..grp.q_len {
+            ws.copy_rows.push(CopyRow {
+                head0_at: ws.cross_layout.head0_at[g] + i * grp.k_len,
+                src_at: grp.k_start,
+                len: grp.k_len,
+            });
+        }
+    }
+    Ok(ix)
+}
+
+/// The copy-augmented output distributions of every decoder row (no dropout, nothing kept for a
+/// backward pass), for target assignment.
+pub fn forward_dists<'a, T: Real>(
+    params: &Params<T>,
+    batch: &'a TrainBatch,
+    ws: &'a mut TrainWorkspace<T>,
+) -> Result<Dists<'a, T>> {
+    forward(params, batch, ws, &Dropout::OFF)?;
+    source_order(&mut ws.order, &batch.src_ext, &batch.doc_lens);
+    Ok(Dists::new(ws, batch, params.config.vocab_size))
+}
+
+/// Teacher-forced loss `−Σ_r weights[r]·log(P_r(targets[r]) + 1e-8) / normalizer` over rows
+/// (document, slot, step), with dropout; adds its gradient to `grads` and returns the loss.
+#[allow(clippy::too_many_arguments)]
+pub fn loss_backward<T: Real>(
+    params: &Params<T>,
+    batch: &TrainBatch,
+    targets: &[u32], // [docs, N, steps] extended ids
+    weights: &[T],   // [docs, N, steps] 0 = masked
+    normalizer: T,
+    dropout: Dropout,
+    grads: &mut Params<T>,
+    ws: &mut TrainWorkspace<T>,
+) -> Result<T> {
+    let p = params;
+    let c = &p.config;
+    let rows = batch.num_rows(c);
+    if targets.len() != rows || weights.len() != rows {
+        return Err(KpgError::Shape {
+            op: "loss_backward",
+            expected: format!("{rows} targets and weights"),
+            got: format!("{}, {}", targets.len(), weights.len()),
+        });
+    }
+    let per_doc = c.num_control_codes * batch.steps;
+    for (r, &t) in targets.iter().enumerate() {
+        let limit = c.vocab_size + batch.num_oov.get(r / per_doc).copied().unwrap_or(0);
+        if t as usize >= limit {
+            return Err(KpgError::TokenOutOfRange {
+                id: t,
+                vocab_size: limit,
+            });
+        }
+    }
+    if grads.tensors.len() != p.tensors.len() {
+        return Err(KpgError::InvalidArgument(
+            "gradients of another model".into(),
+        ));
+    }
+    let ix = forward(p, batch, ws, &dropout)?;
+    let (d, v, heads) = (c.d_model, c.vocab_size, c.num_heads);
+    let drop = &dropout;
+    let tokens = batch.num_tokens();
+
+    // Loss and its gradient at the logits, p_gen and the copy attention.
+    let inputs = CopyInputs {
+        p_gen: &ws.p_gen,
+        head0: &ws.head0,
+        rows: &ws.copy_rows,
+        src_ext: &batch.src_ext,
+        targets,
+        weights,
+        vocab: v,
+    };
+    let loss = copy_loss_forward(&ws.probs, &inputs, normalizer, buf(&mut ws.p_target, rows));
+    copy_loss_backward(
+        &mut ws.probs,
+        buf(&mut ws.g_zgen, rows),
+        buf(&mut ws.g_head0, ws.cross_layout.num_head0()),
+        &inputs,
+        &ws.p_target,
+        normalizer,
+    );
+
+    // Output head.
+    let g_feats = buf(&mut ws.g_feats, rows * d);
+    let g_out = &mut grads.tensors[ix.output_layer].data;
+    linear_backward(
+        Some(&mut *g_feats),
+        g_out,
+        None,
+        &ws.probs,
+        &ws.feats,
+        &p.tensors[ix.output_layer].data,
+        rows,
+        false,
+    );
+    let (w, _) = wb(p, ix.p_gen);
+    let (gw, gb) = wb_mut(grads, ix.p_gen);
+    for (r, (gf, f)) in g_feats.chunks_mut(d).zip(ws.feats.chunks(d)).enumerate() {
+        let dz = ws.g_zgen[r];
+        gb[0] += dz;
+        for i in 0..d {
+            gw[i] += dz * f[i];
+            gf[i] += dz * w[i];
+        }
+    }
+    let (gw, gb) = wb_mut(grads, ix.output_fc);
+    let g_ln = buf(&mut ws.g_ln, rows * d);
+    linear_backward(
+        Some(&mut *g_ln),
+        gw,
+        Some(gb),
+        g_feats,
+        &ws.dec_ln,
+        &p.tensors[ix.output_fc.w].data,
+        rows,
+        false,
+    );
+    let gx = buf(&mut ws.g_dec_x, rows * d);
+    gx.fill(T::zero());
+    ws.dec_norm.backward(gx, g_ln, p, grads, ix.dec_norm);
+
+    // Decoder layers, last first.
+    let g_enc_out = buf(&mut ws.g_enc_out, tokens * d);
+    g_enc_out.fill(T::zero());
+    let last = c.decoder_layers - 1;
+    for (l, (sa, ca, f)) in ix.dec.iter().enumerate().rev() {
+        let cache = &ws.dec[l];
+        ffn_sub_backward(p, grads, f, gx, &cache.2, drop, dec_site(l, 2), &mut ws.s);
+        let dhead0 = (l == last).then_some(&ws.g_head0[..]);
+        let kv = Some((&ws.enc_out[..], &mut *g_enc_out));
+        attn_sub_backward(
+            p,
+            grads,
+            ca,
+            gx,
+            &cache.1,
+            kv,
+            &ws.cross_layout,
+            drop,
+            dec_site(l, 1),
+            dhead0,
+            &mut ws.s,
+        );
+        attn_sub_backward(
+            p,
+            grads,
+            sa,
+            gx,
+            &cache.0,
+            None,
+            &ws.self_layout,
+            drop,
+            dec_site(l, 0),
+            None,
+            &mut ws.s,
+        );
+    }
+    dropout_backward(gx, drop.site(DEC_INPUT_SITE), 0);
+    let (n_codes, steps) = (c.num_control_codes, batch.steps);
+    let g_codes = &mut grads.tensors[ix.control].data;
+    for (r, row) in gx.chunks(d).enumerate() {
+        let slot = r / steps % n_codes;
+        g_codes[slot * d..(slot + 1) * d]
+            .iter_mut()
+            .zip(row)
+            .for_each(|(g, &x)| *g += x);
+    }
+    let scale = T::of((d as f64).sqrt());
+    let (gw, gb) = wb_mut(grads, ix.dec_input);
+    let g_in = buf(&mut ws.tmp, rows * d);
+    linear_backward(
+        Some(&mut *g_in),
+        gw,
+        Some(gb),
+        gx,
+        &ws.dec_in,
+        &p.tensors[ix.dec_input.w].data,
+        rows,
+        false,
+    );
+    embedding_backward(
+        &mut grads.tensors[ix.embed].data,
+        &batch.dec_in,
+        g_in,
+        scale,
+        Some(PAD_ID),
+    );
+
+    // Encoder, last layer first.
+    let gx = buf(&mut ws.g_enc_x, tokens * d);
+    gx.fill(T::zero());
+    ws.enc_norm
+        .backward(gx, &ws.g_enc_out, p, grads, ix.enc_norm);
+    for (l, (a, f)) in ix.enc.iter().enumerate().rev() {
+        let cache = &ws.enc[l];
+        ffn_sub_backward(p, grads, f, gx, &cache.1, drop, enc_site(l, 1), &mut ws.s);
+        attn_sub_backward(
+            p,
+            grads,
+            a,
+            gx,
+            &cache.0,
+            None,
+            &ws.enc_layout,
+            drop,
+            enc_site(l, 0),
+            None,
+            &mut ws.s,
+        );
+    }
+    dropout_backward(gx, drop.site(ENC_INPUT_SITE), 0);
+    let (gw, gb) = wb_mut(grads, ix.enc_input);
+    let g_in = buf(&mut ws.tmp, tokens * d);
+    linear_backward(
+        Some(&mut *g_in),
+        gw,
+        Some(gb),
+        gx,
+        &ws.enc_in,
+        &p.tensors[ix.enc_input.w].data,
+        tokens,
+        false,
+    );
+    embedding_backward(
+        &mut grads.tensors[ix.embed].data,
+        &batch.src,
+        g_in,
+        scale,
+        Some(PAD_ID),
+    );
+    let _ = heads;
+    Ok(loss)
+}
