@@ -17,7 +17,7 @@ use crate::trainer::data::{build_vocab, read_records, to_example, ExampleLimits,
 use crate::trainer::step::prepare_batch;
 use crate::trainer::targets::AssignMethod;
 use crate::train::{
-    clip_grad_norm, forward_dists, loss_backward, Adam, AdamConfig, Dropout, Params,
+    clip_grad_norm, forward_dists, loss_backward, Adam, Dropout, Params,
     TrainWorkspace,
 };
 
@@ -79,8 +79,8 @@ pub fn bench_train(args: BenchTrainArgs) -> Result<i32> {
     };
     let mut params = Params::<f32>::init(&config, args.seed);
     let mut grads = params.zeros_like();
-    let mut adam = Adam::new(&params, AdamConfig::default());
-    let mut ws = TrainWorkspace::default();
+    let mut adam = Adam::new(&params);
+    let mut ws = TrainWorkspace::new();
     let (mut score, mut assign, mut forward, mut loss_total, mut optim) = (0.0, 0.0, 0.0, 0.0, 0.0);
     let mut target_tokens = 0usize;
     let mut total = 0.0;
@@ -100,7 +100,7 @@ pub fn bench_train(args: BenchTrainArgs) -> Result<i32> {
             &t.weights,
             t.tokens.max(1) as f32,
             Dropout {
-                p: args.dropout as f32,
+                p: args.dropout,
                 seed: step as u64,
             },
             &mut grads,

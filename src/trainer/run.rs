@@ -21,7 +21,7 @@ use crate::error::{KpgError, Result};
 use crate::model::one2set_config::One2SetConfig;
 use crate::one2set::vocab::{tokenizer_path, Vocab};
 use crate::synth::splitmix64;
-use crate::train::{clip_grad_norm, loss_backward, Adam, AdamConfig, Dropout, Params, TrainWorkspace};
+use crate::train::{clip_grad_norm, loss_backward, Adam, Dropout, Params, TrainWorkspace};
 
 /// What a finished run reports.
 #[derive(Debug, Clone)]
@@ -108,15 +108,11 @@ pub fn train(opts: &TrainOptions, mut report: impl FnMut(&Progress)) -> Result<T
     );
 
     // Model, optimiser and position in the schedule.
-    let adam_config = AdamConfig {
-        lr: opts.lr,
-        ..AdamConfig::default()
-    };
     let (mut params, mut adam, mut state) = match &resume {
         Some(dir) => {
             let state = saved.clone().expect("read with the checkpoint");
             let params = Params::<f32>::load(dir)?;
-            let adam = Adam::load(&dir.join("optimizer.safetensors"), &params, adam_config)?;
+            let adam = Adam::load(&dir.join("optimizer.safetensors"), &params)?;
             eprintln!(
                 "kpg train: resuming from step {} (epoch {}, batch {})",
                 state.step,
@@ -127,7 +123,7 @@ pub fn train(opts: &TrainOptions, mut report: impl FnMut(&Progress)) -> Result<T
         }
         None => {
             let params = Params::<f32>::init(&config, opts.seed);
-            let adam = Adam::new(&params, adam_config);
+            let adam = Adam::new(&params);
             let state = TrainState {
                 step: 0,
                 epoch: 0,
@@ -145,7 +141,7 @@ pub fn train(opts: &TrainOptions, mut report: impl FnMut(&Progress)) -> Result<T
     let resumed_from = resume.as_ref().map(|_| state.step);
     let log = TrainLog::open(out, state.step)?;
     let mut grads = params.zeros_like();
-    let mut ws = TrainWorkspace::default();
+    let mut ws = TrainWorkspace::new();
 
     let per_epoch = train.len().div_ceil(opts.batch_size);
     let total_steps = opts
@@ -171,7 +167,7 @@ pub fn train(opts: &TrainOptions, mut report: impl FnMut(&Progress)) -> Result<T
             let prepared = prepare_batch(&params, &examples, opts.assign, &mut ws)?;
             grads.fill_zero();
             let dropout = Dropout {
-                p: opts.dropout as f32,
+                p: opts.dropout,
                 seed: splitmix64(opts.seed ^ splitmix64(state.step as u64 + 1)),
             };
             let t = &prepared.targets;
@@ -191,8 +187,8 @@ pub fn train(opts: &TrainOptions, mut report: impl FnMut(&Progress)) -> Result<T
                     state.step + 1
                 )));
             }
-            clip_grad_norm(&mut grads, opts.max_grad_norm as f32);
-            adam.set_lr(state.lr);
+            clip_grad_norm(&mut grads, opts.max_grad_norm);
+            adam.lr = state.lr;
             adam.step(&mut params, &grads);
             state.step += 1;
             state.batch_in_epoch += 1;

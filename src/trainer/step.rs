@@ -59,20 +59,18 @@ pub fn score_targets(
     let slots = batch.doc_lens.len() * n;
     // Step 0 reads <bos>; step t reads step t-1's argmax, a copied word as <unk>.
     let mut inputs: Vec<Vec<u32>> = vec![vec![BOS_ID]; slots];
-    let mut dists = None;
-    for step in 1..=ASSIGN_STEPS {
+    for step in 1..ASSIGN_STEPS {
         batch.steps = step;
         batch.dec_in = inputs.iter().flatten().copied().collect();
         let d = forward_dists(params, batch, ws)?;
-        if step < ASSIGN_STEPS {
-            for (s, input) in inputs.iter_mut().enumerate() {
-                let (id, _) = d.argmax(s * step + step - 1);
-                input.push(if (id as usize) < vocab { id } else { UNK_ID });
-            }
+        for (s, input) in inputs.iter_mut().enumerate() {
+            let (id, _) = d.argmax(s * step + step - 1);
+            input.push(if (id as usize) < vocab { id } else { UNK_ID });
         }
-        dists = Some(d);
     }
-    let d = dists.expect("at least one step");
+    batch.steps = ASSIGN_STEPS;
+    batch.dec_in = inputs.iter().flatten().copied().collect();
+    let d = forward_dists(params, batch, ws)?;
     let half = n / 2;
     let mut problems = Vec::with_capacity(halves.len());
     for (h, targets) in halves.iter().enumerate() {
@@ -91,7 +89,7 @@ pub fn assign_targets(problems: &[ScoreProblem], method: AssignMethod) -> Result
     let problems: Vec<Problem> = problems
         .iter()
         .map(|p| Problem {
-            score: p.score.clone(),
+            score: &p.score,
             targets: p.targets,
             slots: p.slots,
             has_null: p.has_null,
@@ -102,8 +100,8 @@ pub fn assign_targets(problems: &[ScoreProblem], method: AssignMethod) -> Result
         AssignMethod::Hungarian => Method::Hungarian,
     };
     Ok(assign_batch(&problems, method, &OtParams::default())?
-        .into_iter()
-        .map(|r| r.assign)
+        .iter()
+        .map(|a| a.assign().to_vec())
         .collect())
 }
 
