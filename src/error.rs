@@ -88,6 +88,15 @@ pub enum KpgError {
     #[error("{0}")]
     InvalidArgument(String),
 
+    /// A target-assignment problem that cannot be solved (`src/assign/`): `problem` is its index
+    /// in the batch, `field` the input field at fault (`score`, `has_null`).
+    #[error("assignment problem {problem}: field `{field}`: {reason}")]
+    AssignInput {
+        problem: usize,
+        field: &'static str,
+        reason: String,
+    },
+
     #[error("{path}, line {line}: {reason}")]
     InputLine {
         path: PathBuf,

@@ -5,6 +5,7 @@
 //! This crate is the engine: model loading (Hugging Face layout, memory-mapped safetensors), a CPU
 //! reference backend, the paged KV cache, the models, and the `kpg` command line.
 
+pub mod assign;
 pub mod backend;
 pub mod cli;
 pub mod error;

@@ -16,6 +16,7 @@ pub fn bench(cmd: BenchCommand) -> Result<i32> {
         BenchCommand::Select(args) => bench_select(args),
         BenchCommand::Generate(args) => super::bench_generate::bench_generate(args),
         BenchCommand::Train(args) => super::bench_train::bench_train(args),
+        BenchCommand::Ot(args) => super::bench_ot::bench_ot(args),
     }
 }
 

@@ -11,7 +11,8 @@ use clap::Args;
 use serde_json::json;
 
 use super::print_line;
-use super::train::{AssignArg, ModelSizeArgs};
+use super::train::ModelSizeArgs;
+use super::AssignMethodArg;
 use crate::error::{KpgError, Result};
 use crate::trainer::data::{build_vocab, read_records, to_example, ExampleLimits, ReadStats};
 use crate::trainer::step::prepare_batch;
@@ -30,7 +31,7 @@ pub struct BenchTrainArgs {
     #[command(flatten)]
     pub size: ModelSizeArgs,
     #[arg(long, value_enum, default_value = "ot")]
-    pub assign: AssignArg,
+    pub assign: AssignMethodArg,
     #[arg(long, default_value_t = 12)]
     pub batch_size: usize,
     /// Timed steps, after one warm-up step.
@@ -73,10 +74,7 @@ pub fn bench_train(args: BenchTrainArgs) -> Result<i32> {
             args.batch_size
         )));
     }
-    let method = match args.assign {
-        AssignArg::Ot => AssignMethod::Ot,
-        AssignArg::Hungarian => AssignMethod::Hungarian,
-    };
+    let method: AssignMethod = args.assign.into();
     let mut params = Params::<f32>::init(&config, args.seed);
     let mut grads = params.zeros_like();
     let mut adam = Adam::new(&params);

@@ -4,7 +4,9 @@
 mod bench;
 mod bench_generate;
 mod bench_train;
+mod bench_ot;
 mod debug;
+mod debug_ot;
 mod eval;
 mod generate;
 mod lines;
@@ -35,7 +37,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Check a model from outside: logits and greedy continuations as JSON.
+    /// Check a model or an algorithm from outside: logits, greedy continuations, target
+    /// assignments, as JSON.
     #[command(subcommand)]
     Debug(DebugCommand),
     /// Write a random-weight model in the Hugging Face layout (tests, benchmarks).
@@ -80,6 +83,55 @@ pub enum BenchCommand {
     Generate(BenchGenerateArgs),
     /// Generator training on real documents: examples/s and one step's time by phase.
     Train(bench_train::BenchTrainArgs),
+    /// Training's target assignment (OT or Hungarian) on random score matrices: problems/s.
+    Ot(BenchOtArgs),
+}
+
+/// Which target assignment to run.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AssignMethodArg {
+    /// Optimal transport with dynamic supplies (the EMNLP 2024 paper's).
+    Ot,
+    /// The original One2Set's Hungarian matching.
+    Hungarian,
+}
+
+impl From<AssignMethodArg> for crate::assign::Method {
+    fn from(m: AssignMethodArg) -> Self {
+        match m {
+            AssignMethodArg::Ot => crate::assign::Method::Ot,
+            AssignMethodArg::Hungarian => crate::assign::Method::Hungarian,
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct BenchOtArgs {
+    /// Number of random problems (document halves).
+    #[arg(long, default_value_t = 4096)]
+    pub problems: usize,
+    /// Most target rows a problem has, the null row counted (a training batch holds N/2 + 1 per
+    /// half).
+    ///
+    /// Each problem draws its real keyphrases uniformly from 0 to min(--targets - 1, --slots) and
+    /// adds the null row when they are fewer than --slots, so no problem has more rows than slots.
+    #[arg(long, default_value_t = 11)]
+    pub targets: usize,
+    /// Slots per problem (N/2 control codes).
+    #[arg(long, default_value_t = 10)]
+    pub slots: usize,
+    /// Assignment method.
+    #[arg(long, value_enum, default_value = "ot")]
+    pub method: AssignMethodArg,
+    /// Seed of the random problems: the same seed gives the same problems.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Timed runs; the figures are those of the fastest.
+    #[arg(long, default_value_t = 3)]
+    pub repeats: usize,
+    /// Write the problems here in `kpg debug ot`'s input format, for tools/peer_ot.py.
+    #[arg(long)]
+    pub dump: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -229,6 +281,23 @@ pub enum DebugCommand {
     Generate(GenerateArgs),
     /// Load a model and print what loading cost: wall time and resident memory added (JSON).
     Load(LoadArgs),
+    /// Solve training's target-assignment problems from a JSON file and print the results.
+    ///
+    /// Input `{"tau", "top_k", "eps", "iters", "problems": [{"score": [[...]], "has_null"}]}`
+    /// (the parameters are optional: 10, 3, 1e-3, 100), each score `[targets][slots]`, the null
+    /// target last when `has_null`. Prints `{"results": [{"supply", "plan", "assign"}]}`, or
+    /// `{"results": [{"assign"}]}` with --method hungarian.
+    Ot(DebugOtArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct DebugOtArgs {
+    /// JSON file of problems.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Assignment method.
+    #[arg(long, value_enum, default_value = "ot")]
+    pub method: AssignMethodArg,
 }
 
 #[derive(Args, Debug)]
@@ -326,6 +395,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Debug(DebugCommand::Logits(args)) => debug::logits(args),
         Command::Debug(DebugCommand::Generate(args)) => debug::generate(args),
         Command::Debug(DebugCommand::Load(args)) => debug::load_cost(args),
+        Command::Debug(DebugCommand::Ot(args)) => debug_ot::debug_ot(args),
         Command::Synth(args) => synth::synth(args),
         Command::Select(args) => select::select(args),
         Command::Generate(args) => generate::generate(args),

@@ -5,14 +5,15 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Args, Subcommand};
+
+use super::AssignMethodArg;
 
 use crate::error::{KpgError, Result};
 use crate::model::one2set_config::One2SetConfig;
 use crate::synth::one2set::one2set_preset;
 use crate::trainer::options::TrainOptions;
 use crate::trainer::run::{train, Progress};
-use crate::trainer::targets::AssignMethod;
 
 #[derive(Subcommand, Debug)]
 pub enum TrainCommand {
@@ -23,14 +24,6 @@ pub enum TrainCommand {
     /// validation loss), a checkpoint, `train_log.csv` and `train.json`. Killed, it resumes from
     /// its last checkpoint when the same command is run again. Deterministic for a seed.
     Generator(TrainGeneratorArgs),
-}
-
-#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AssignArg {
-    /// Optimal transport with a dynamic supply (the EMNLP 2024 paper).
-    Ot,
-    /// K-step Hungarian matching (the original One2Set).
-    Hungarian,
 }
 
 #[derive(Args, Debug)]
@@ -51,7 +44,7 @@ pub struct TrainGeneratorArgs {
     pub vocab: Option<PathBuf>,
     /// How targets are matched to control codes.
     #[arg(long, value_enum, default_value = "ot")]
-    pub assign: AssignArg,
+    pub assign: AssignMethodArg,
     #[arg(long, default_value_t = 20)]
     pub epochs: usize,
     /// Documents per optimiser step.
@@ -160,10 +153,7 @@ impl TrainGeneratorArgs {
             out: self.out.clone(),
             config,
             vocab: self.vocab.clone(),
-            assign: match self.assign {
-                AssignArg::Ot => AssignMethod::Ot,
-                AssignArg::Hungarian => AssignMethod::Hungarian,
-            },
+            assign: self.assign.into(),
             epochs: self.epochs,
             batch_size: self.batch_size,
             lr: self.lr,

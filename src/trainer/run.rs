@@ -151,7 +151,6 @@ pub fn train(opts: &TrainOptions, mut report: impl FnMut(&Progress)) -> Result<T
     let session_start = Instant::now();
     let elapsed_before = state.elapsed_s;
     let mut window = (0.0f64, 0usize, Instant::now()); // (loss sum, steps, start)
-    let mut examples_per_s = 0.0;
     let mut stopped_early = false;
 
     'epochs: while state.epoch < opts.epochs && state.step < total_steps {
@@ -194,7 +193,7 @@ pub fn train(opts: &TrainOptions, mut report: impl FnMut(&Progress)) -> Result<T
             state.batch_in_epoch += 1;
             window.0 += loss as f64;
             window.1 += 1;
-            examples_per_s = examples.len() as f64 / step_start.elapsed().as_secs_f64();
+            let examples_per_s = examples.len() as f64 / step_start.elapsed().as_secs_f64();
             let elapsed = elapsed_before + session_start.elapsed().as_secs_f64();
             state.elapsed_s = elapsed;
 

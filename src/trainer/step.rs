@@ -9,7 +9,7 @@ use super::targets::{
     document_targets, score_half, slot_targets, AssignMethod, HalfTargets, ScoreProblem,
     SlotTargets, ASSIGN_STEPS,
 };
-use crate::assign::{assign_batch, Method, OtParams, Problem};
+use crate::assign::{assign_batch, OtParams, Problem};
 use crate::error::Result;
 use crate::model::one2set_config::One2SetConfig;
 use crate::one2set::vocab::{BOS_ID, UNK_ID};
@@ -95,10 +95,6 @@ pub fn assign_targets(problems: &[ScoreProblem], method: AssignMethod) -> Result
             has_null: p.has_null,
         })
         .collect();
-    let method = match method {
-        AssignMethod::Ot => Method::Ot,
-        AssignMethod::Hungarian => Method::Hungarian,
-    };
     Ok(assign_batch(&problems, method, &OtParams::default())?
         .iter()
         .map(|a| a.assign().to_vec())

@@ -13,6 +13,7 @@
 //!   The loss is divided by the number of unmasked tokens, `<null>` ones included.
 
 use super::data::TrainExample;
+pub use crate::assign::Method as AssignMethod;
 use crate::one2set::vocab::{BOS_ID, EOS_ID, NULL_ID, PAD_ID, UNK_ID};
 
 /// Greedy steps that score the targets (One2Set's `assign_steps`).
@@ -20,15 +21,6 @@ pub const ASSIGN_STEPS: usize = 2;
 /// Loss weight of a `<null>` token in the present and absent halves (`loss_scale_pre`, `_ab`).
 pub const NULL_WEIGHT_PRESENT: f32 = 0.2;
 pub const NULL_WEIGHT_ABSENT: f32 = 0.1;
-
-/// How targets are matched to control codes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AssignMethod {
-    /// Optimal transport with a dynamic supply (the paper's method).
-    Ot,
-    /// K-step Hungarian matching (the original One2Set).
-    Hungarian,
-}
 
 /// One half of one document: its target sequences, the null target last when there is one.
 #[derive(Debug, Clone, PartialEq)]
