@@ -7,6 +7,8 @@ use std::ops::{AddAssign, DivAssign, MulAssign, SubAssign};
 
 use num_traits::Float;
 
+use crate::backend::cpu::simd;
+
 pub trait Real:
     Float
     + AddAssign
@@ -22,6 +24,11 @@ pub trait Real:
 {
     fn of(x: f64) -> Self;
     fn f64(self) -> f64;
+    /// Σ a·b: attention's inner loops, SIMD for f32 (the scalar fold of a generic type does not
+    /// vectorise, since float addition may not be reordered).
+    fn dot(a: &[Self], b: &[Self]) -> Self;
+    /// y += alpha·x.
+    fn axpy(y: &mut [Self], alpha: Self, x: &[Self]);
 }
 
 impl Real for f32 {
@@ -31,6 +38,12 @@ impl Real for f32 {
     fn f64(self) -> f64 {
         self as f64
     }
+    fn dot(a: &[Self], b: &[Self]) -> Self {
+        simd::dot(a, b)
+    }
+    fn axpy(y: &mut [Self], alpha: Self, x: &[Self]) {
+        simd::axpy(y, alpha, x)
+    }
 }
 
 impl Real for f64 {
@@ -39,5 +52,11 @@ impl Real for f64 {
     }
     fn f64(self) -> f64 {
         self
+    }
+    fn dot(a: &[Self], b: &[Self]) -> Self {
+        a.iter().zip(b).map(|(x, y)| x * y).sum()
+    }
+    fn axpy(y: &mut [Self], alpha: Self, x: &[Self]) {
+        y.iter_mut().zip(x).for_each(|(o, &v)| *o += alpha * v);
     }
 }

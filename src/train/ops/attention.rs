@@ -93,10 +93,6 @@ fn keys_seen(g: &Group, i: usize) -> usize {
     }
 }
 
-fn dot<T: Real>(a: &[T], b: &[T]) -> T {
-    a.iter().zip(b).fold(T::zero(), |s, (&x, &y)| s + x * y)
-}
-
 /// `ctx = softmax(q·kᵀ/sqrt(hd)) · mask · v` per head; keeps the (undropped) probabilities.
 #[allow(clippy::too_many_arguments)]
 pub fn attention_forward<T: Real>(
@@ -134,7 +130,7 @@ pub fn attention_forward<T: Real>(
                     let row = &mut p[at..at + keys_seen(g, i)];
                     for (j, s) in row.iter_mut().enumerate() {
                         let kr = (g.k_start + j) * d + h * hd;
-                        *s = dot(qh, &k[kr..kr + hd]) * scale;
+                        *s = T::dot(qh, &k[kr..kr + hd]) * scale;
                     }
                     let max = row.iter().fold(T::neg_infinity(), |m, &s| m.max(s));
                     let mut sum = T::zero();
@@ -147,9 +143,7 @@ pub fn attention_forward<T: Real>(
                     for (j, &pj) in row.iter().enumerate() {
                         let w = pj * mask.scale::<T>(base + at + j);
                         let vr = (g.k_start + j) * d + h * hd;
-                        out.iter_mut()
-                            .zip(&v[vr..vr + hd])
-                            .for_each(|(o, &x)| *o += w * x);
+                        T::axpy(out, w, &v[vr..vr + hd]);
                     }
                 }
             }
@@ -203,30 +197,22 @@ pub fn attention_backward<T: Real>(
                     for j in 0..n {
                         let m = mask.scale::<T>(base + at + j);
                         let vr = (g.k_start + j) * d + h * hd;
-                        let mut dpj = dot(dch, &v[vr..vr + hd]);
+                        let mut dpj = T::dot(dch, &v[vr..vr + hd]);
                         if let (0, Some(dh0)) = (h, dhead0) {
                             dpj += dh0[layout.head0_at[gi] + i * g.k_len + j];
                         }
                         dp[j] = dpj * m;
                         let w = p[j] * m;
-                        dv[j * d + h * hd..j * d + (h + 1) * hd]
-                            .iter_mut()
-                            .zip(dch)
-                            .for_each(|(o, &x)| *o += w * x);
+                        T::axpy(&mut dv[j * d + h * hd..j * d + (h + 1) * hd], w, dch);
                     }
-                    let pd = dot(p, &dp[..n]);
+                    let pd = T::dot(p, &dp[..n]);
                     let qh = &qr[h * hd..(h + 1) * hd];
                     let dqh = &mut dq[i * d + h * hd..i * d + (h + 1) * hd];
                     for j in 0..n {
                         let ds = p[j] * (dp[j] - pd) * scale;
                         let kr = (g.k_start + j) * d + h * hd;
-                        dqh.iter_mut()
-                            .zip(&k[kr..kr + hd])
-                            .for_each(|(o, &x)| *o += ds * x);
-                        dk[j * d + h * hd..j * d + (h + 1) * hd]
-                            .iter_mut()
-                            .zip(qh)
-                            .for_each(|(o, &x)| *o += ds * x);
+                        T::axpy(dqh, ds, &k[kr..kr + hd]);
+                        T::axpy(&mut dk[j * d + h * hd..j * d + (h + 1) * hd], ds, qh);
                     }
                 }
             }
