@@ -228,7 +228,7 @@ fn hungarian_matches_brute_force() {
                     best_count += 1;
                 }
             }
-            let got = linear_sum_assignment_max(&score, n);
+            let got = linear_sum_assignment_max(&score, n).unwrap();
             let mut seen = got.clone();
             seen.sort_unstable();
             assert_eq!(seen, (0..n).collect::<Vec<_>>(), "n={n}: not a permutation");
@@ -518,6 +518,8 @@ fn bad_input_is_an_error_naming_problem_and_field() {
         assert_eq!((problem, f), (2, field), "{reason}");
         assert!(reason.contains(needle), "`{needle}` not in `{reason}`");
     }
+    assert!(linear_sum_assignment_max(&[1.0, 2.0, 3.0], 2).is_err());
+    assert!(linear_sum_assignment_max(&[1.0, f64::NAN, 3.0, 4.0], 2).is_err());
     for bad in [
         OtParams {
             tau: 0.0,

@@ -16,7 +16,7 @@
 //! passes such a score in.
 
 use super::Problem;
-use crate::error::Result;
+use crate::error::{KpgError, Result};
 
 /// Scratch of the square solver; grows to the largest matrix seen.
 #[derive(Debug, Default)]
@@ -64,15 +64,26 @@ pub(crate) fn hungarian_solve(p: &Problem, ws: &mut HungarianWorkspace) -> Vec<u
 
 /// A maximum-score perfect matching of a square `[n, n]` matrix (row-major, finite): per row, its
 /// column, as `scipy.optimize.linear_sum_assignment(score, maximize=True)[1]` gives it.
-pub fn linear_sum_assignment_max(score: &[f64], n: usize) -> Vec<usize> {
-    assert_eq!(score.len(), n * n, "score must be [n, n]");
+pub fn linear_sum_assignment_max(score: &[f64], n: usize) -> Result<Vec<usize>> {
+    if score.len() != n * n {
+        return Err(KpgError::Shape {
+            op: "linear_sum_assignment_max",
+            expected: format!("[{n}, {n}] ({} values)", n * n),
+            got: format!("{} values", score.len()),
+        });
+    }
+    if let Some(x) = score.iter().find(|x| !x.is_finite()) {
+        return Err(KpgError::InvalidArgument(format!(
+            "linear_sum_assignment_max: scores must be finite, got {x}"
+        )));
+    }
     let mut ws = HungarianWorkspace {
         cost: score.iter().map(|x| -x).collect(),
         ..Default::default()
     };
     solve_min(n, &mut ws);
     ws.col4row.truncate(n);
-    ws.col4row
+    Ok(ws.col4row)
 }
 
 /// Minimum-cost perfect matching of `ws.cost` (`[n, n]`), left in `ws.col4row`.
