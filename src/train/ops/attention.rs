@@ -93,7 +93,86 @@ fn keys_seen(g: &Group, i: usize) -> usize {
     }
 }
 
+/// A strided matrix operand: element (i, j) at `at + i·rs + j·cs` of its slice.
+#[derive(Clone, Copy)]
+struct View {
+    at: usize,
+    rs: usize,
+    cs: usize,
+}
+
+impl View {
+    fn row_major(at: usize, cols: usize) -> Self {
+        View { at, rs: cols, cs: 1 }
+    }
+
+    /// The transpose of the same storage.
+    fn t(self) -> Self {
+        View {
+            at: self.at,
+            rs: self.cs,
+            cs: self.rs,
+        }
+    }
+
+    /// One past the largest index an (rows × cols) walk reaches.
+    fn end(&self, rows: usize, cols: usize) -> usize {
+        self.at + (rows - 1) * self.rs + (cols - 1) * self.cs + 1
+    }
+}
+
+/// `dst (m × n) = (acc ? dst : 0) + alpha · lhs (m × k) · rhs (k × n)` over strided views,
+/// single-threaded (groups already run in parallel).
+#[allow(clippy::too_many_arguments)]
+fn gemm_view<T: Real>(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [T],
+    dv: View,
+    acc: bool,
+    lhs: &[T],
+    lv: View,
+    rhs: &[T],
+    rv: View,
+    alpha: T,
+) {
+    if m == 0 || n == 0 || k == 0 {
+        return;
+    }
+    assert!(
+        dv.end(m, n) <= dst.len() && lv.end(m, k) <= lhs.len() && rv.end(k, n) <= rhs.len(),
+        "attention gemm operand out of bounds"
+    );
+    // SAFETY: the assert bounds every element the strides reach for these sizes; `dst` is a
+    // unique borrow, so it overlaps neither input.
+    unsafe {
+        gemm::gemm::<T>(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr().add(dv.at),
+            dv.cs as isize,
+            dv.rs as isize,
+            acc,
+            lhs.as_ptr().add(lv.at),
+            lv.cs as isize,
+            lv.rs as isize,
+            rhs.as_ptr().add(rv.at),
+            rv.cs as isize,
+            rv.rs as isize,
+            T::one(),
+            alpha,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        )
+    }
+}
+
 /// `ctx = softmax(q·kᵀ/sqrt(hd)) · mask · v` per head; keeps the (undropped) probabilities.
+/// One group and head is three small GEMMs: scores, softmax in place, probabilities times values.
 #[allow(clippy::too_many_arguments)]
 pub fn attention_forward<T: Real>(
     ctx: &mut [T],   // [queries, d]
@@ -120,39 +199,47 @@ pub fn attention_forward<T: Real>(
         .for_each(|(gi, (ctx, p))| {
             let g = &gs[gi];
             let base = layout.prob_at[gi];
-            p.fill(T::zero());
-            ctx.fill(T::zero());
-            for i in 0..g.q_len {
-                let qr = &q[(g.q_start + i) * d..(g.q_start + i + 1) * d];
-                for h in 0..heads {
-                    let qh = &qr[h * hd..(h + 1) * hd];
-                    let at = (i * heads + h) * g.k_len;
-                    let row = &mut p[at..at + keys_seen(g, i)];
-                    for (j, s) in row.iter_mut().enumerate() {
-                        let kr = (g.k_start + j) * d + h * hd;
-                        *s = T::dot(qh, &k[kr..kr + hd]) * scale;
-                    }
-                    let max = row.iter().fold(T::neg_infinity(), |m, &s| m.max(s));
+            let (ql, kl) = (g.q_len, g.k_len);
+            let mut dropped = vec![T::zero(); ql * kl]; // [q_len, k_len] one head's P·mask
+            for h in 0..heads {
+                // Scores into the probability rows of head h: [q_len, k_len], row stride heads·k_len.
+                let pv = View {
+                    at: h * kl,
+                    rs: heads * kl,
+                    cs: 1,
+                };
+                let qv = View::row_major(g.q_start * d + h * hd, d);
+                let kv = View::row_major(g.k_start * d + h * hd, d);
+                gemm_view(ql, kl, hd, p, pv, false, q, qv, k, kv.t(), scale);
+                for i in 0..ql {
+                    let at = (i * heads + h) * kl;
+                    let row = &mut p[at..at + kl];
+                    let n = keys_seen(g, i);
+                    let max = row[..n].iter().fold(T::neg_infinity(), |m, &s| m.max(s));
                     let mut sum = T::zero();
-                    row.iter_mut().for_each(|s| {
+                    row[..n].iter_mut().for_each(|s| {
                         *s = (*s - max).exp();
                         sum += *s;
                     });
-                    row.iter_mut().for_each(|s| *s /= sum);
-                    let out = &mut ctx[i * d + h * hd..i * d + (h + 1) * hd];
-                    for (j, &pj) in row.iter().enumerate() {
-                        let w = pj * mask.scale::<T>(base + at + j);
-                        let vr = (g.k_start + j) * d + h * hd;
-                        T::axpy(out, w, &v[vr..vr + hd]);
+                    row[..n].iter_mut().for_each(|s| *s /= sum);
+                    row[n..].fill(T::zero());
+                    for (j, o) in dropped[i * kl..(i + 1) * kl].iter_mut().enumerate() {
+                        *o = row[j] * mask.scale::<T>(base + at + j);
                     }
                 }
+                let cv = View::row_major(h * hd, d);
+                let vv = View::row_major(g.k_start * d + h * hd, d);
+                let dv = View::row_major(0, kl);
+                gemm_view(ql, hd, kl, ctx, cv, false, &dropped, dv, v, vv, T::one());
             }
         });
 }
 
 /// Gradients of [`attention_forward`]: sets `dq`, `dk`, `dv` from `dctx`, plus `dhead0`, the
 /// gradient of the dropped head-0 probabilities where the copy mechanism read them
-/// (`[layout.num_head0()]`).
+/// (`[layout.num_head0()]`). With P the probabilities, M the dropout mask and S the scores:
+/// dV = (P∘M)ᵀ·dC, dP = (dC·Vᵀ + dhead0)∘M, dS = P∘(dP − rowsum(P∘dP)), dQ = dS·K·scale,
+/// dK = dSᵀ·Q·scale.
 #[allow(clippy::too_many_arguments)]
 pub fn attention_backward<T: Real>(
     dq: &mut [T], // [queries, d]
@@ -185,36 +272,44 @@ pub fn attention_backward<T: Real>(
         .for_each(|(gi, ((dq, dk), dv))| {
             let g = &gs[gi];
             let base = layout.prob_at[gi];
-            let mut dp = vec![T::zero(); g.k_len]; // [k_len] one row's probability gradient
-            for i in 0..g.q_len {
-                let qr = &q[(g.q_start + i) * d..(g.q_start + i + 1) * d];
-                let dcr = &dctx[(g.q_start + i) * d..(g.q_start + i + 1) * d];
-                for h in 0..heads {
-                    let at = (i * heads + h) * g.k_len;
-                    let n = keys_seen(g, i);
-                    let p = &probs[base + at..base + at + n];
-                    let dch = &dcr[h * hd..(h + 1) * hd];
-                    for j in 0..n {
-                        let m = mask.scale::<T>(base + at + j);
-                        let vr = (g.k_start + j) * d + h * hd;
-                        let mut dpj = T::dot(dch, &v[vr..vr + hd]);
-                        if let (0, Some(dh0)) = (h, dhead0) {
-                            dpj += dh0[layout.head0_at[gi] + i * g.k_len + j];
-                        }
-                        dp[j] = dpj * m;
-                        let w = p[j] * m;
-                        T::axpy(&mut dv[j * d + h * hd..j * d + (h + 1) * hd], w, dch);
-                    }
-                    let pd = T::dot(p, &dp[..n]);
-                    let qh = &qr[h * hd..(h + 1) * hd];
-                    let dqh = &mut dq[i * d + h * hd..i * d + (h + 1) * hd];
-                    for j in 0..n {
-                        let ds = p[j] * (dp[j] - pd) * scale;
-                        let kr = (g.k_start + j) * d + h * hd;
-                        T::axpy(dqh, ds, &k[kr..kr + hd]);
-                        T::axpy(&mut dk[j * d + h * hd..j * d + (h + 1) * hd], ds, qh);
+            let (ql, kl) = (g.q_len, g.k_len);
+            let mut dropped = vec![T::zero(); ql * kl]; // [q_len, k_len] P·mask
+            let mut ds = vec![T::zero(); ql * kl]; // [q_len, k_len] dP·mask, then dS
+            let sq = View::row_major(0, kl);
+            for h in 0..heads {
+                for i in 0..ql {
+                    let at = (i * heads + h) * kl;
+                    for j in 0..kl {
+                        dropped[i * kl + j] = probs[base + at + j] * mask.scale::<T>(base + at + j);
                     }
                 }
+                let dcv = View::row_major(g.q_start * d + h * hd, d);
+                let vv = View::row_major(g.k_start * d + h * hd, d);
+                let hv = View::row_major(h * hd, d);
+                // dV_h = (P∘M)ᵀ · dC_h
+                gemm_view(kl, hd, ql, dv, hv, false, &dropped, sq.t(), dctx, dcv, T::one());
+                // dP∘M: (dC_h · V_hᵀ + dhead0) ∘ M
+                gemm_view(ql, kl, hd, &mut ds, sq, false, dctx, dcv, v, vv.t(), T::one());
+                for i in 0..ql {
+                    let at = (i * heads + h) * kl;
+                    let row = &mut ds[i * kl..(i + 1) * kl];
+                    if let (0, Some(dh0)) = (h, dhead0) {
+                        let o = layout.head0_at[gi] + i * kl;
+                        row.iter_mut().zip(&dh0[o..o + kl]).for_each(|(x, &y)| *x += y);
+                    }
+                    let p = &probs[base + at..base + at + kl];
+                    let mut pd = T::zero();
+                    for (j, x) in row.iter_mut().enumerate() {
+                        *x *= mask.scale::<T>(base + at + j);
+                        pd += p[j] * *x;
+                    }
+                    row.iter_mut().zip(p).for_each(|(x, &pj)| *x = pj * (*x - pd));
+                }
+                let qv = View::row_major(g.q_start * d + h * hd, d);
+                let kv = View::row_major(g.k_start * d + h * hd, d);
+                // dQ_h = dS · K_h · scale; dK_h = dSᵀ · Q_h · scale
+                gemm_view(ql, hd, kl, dq, hv, false, &ds, sq, k, kv, scale);
+                gemm_view(kl, hd, ql, dk, hv, false, &ds, sq.t(), q, qv, scale);
             }
         });
 }
