@@ -15,6 +15,7 @@ pub fn bench(cmd: BenchCommand) -> Result<i32> {
     match cmd {
         BenchCommand::Select(args) => bench_select(args),
         BenchCommand::Generate(args) => super::bench_generate::bench_generate(args),
+        BenchCommand::Tag(args) => super::bench_tag::bench_tag(args),
     }
 }
 
