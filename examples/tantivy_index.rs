@@ -29,7 +29,10 @@ fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         generator: PathBuf::from(kpg::cli::DEFAULT_GENERATOR),
         selector: None,
-        input: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/abstracts.jsonl")),
+        input: PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples/abstracts.jsonl"
+        )),
         query: None,
     };
     let mut it = std::env::args().skip(1);
@@ -58,7 +61,11 @@ fn read_documents(path: &PathBuf) -> Result<Vec<Document>, Box<dyn Error>> {
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let v: serde_json::Value = serde_json::from_str(line)?;
         let field = |k: &str| v[k].as_str().unwrap_or_default().to_string();
-        docs.push(Document::new(field("id"), field("title"), field("abstract")));
+        docs.push(Document::new(
+            field("id"),
+            field("title"),
+            field("abstract"),
+        ));
     }
     Ok(docs)
 }
@@ -106,7 +113,8 @@ fn main() -> Result<(), Box<dyn Error>> {
     };
     let searcher = index.reader()?.searcher();
     // Lenient: keyphrases may hold characters of the query language, such as parentheses.
-    let (query, _) = QueryParser::for_index(&index, vec![keyphrase]).parse_query_lenient(&query_text);
+    let (query, _) =
+        QueryParser::for_index(&index, vec![keyphrase]).parse_query_lenient(&query_text);
     let hits = searcher.search(&query, &TopDocs::with_limit(5).order_by_score())?;
     println!("keyphrase:({query_text}) -> {} hits", hits.len());
     for (score, address) in hits {

@@ -53,7 +53,13 @@ fn stdout_lines(out: &Output) -> Vec<Value> {
 
 fn synth(arch: &str, dir: &Path) -> PathBuf {
     ok(&kpg(&[
-        "synth", "--arch", arch, "--preset", "tiny", "--out", s(dir),
+        "synth",
+        "--arch",
+        arch,
+        "--preset",
+        "tiny",
+        "--out",
+        s(dir),
     ]));
     dir.to_path_buf()
 }
@@ -135,10 +141,17 @@ fn every_record_gets_one_line_in_order() {
         json!("42"),
         false,
     );
-    input.extend_from_slice(b"\n   \n"); // blank lines are not records
-    push(doc(9, 40).to_string().as_bytes(), json!("d9"), false);
+    // Blank lines before it are not records.
+    push(
+        format!("\n   \n{}", doc(9, 40)).as_bytes(),
+        json!("d9"),
+        false,
+    );
 
-    let out = kpg_stdin(&["tag", "--generator", s(&gen), "--batch-docs", "3"], &input);
+    let out = kpg_stdin(
+        &["tag", "--generator", s(&gen), "--batch-docs", "3"],
+        &input,
+    );
     assert_eq!(
         out.status.code(),
         Some(1),
@@ -162,10 +175,16 @@ fn every_record_gets_one_line_in_order() {
     assert!(got[2]["error"].as_str().unwrap().contains("empty"));
     assert!(got[6]["error"].as_str().unwrap().contains("UTF-8"));
     let warnings = got[7]["warnings"].as_array().expect("a warning for d7");
-    assert!(warnings[0].as_str().unwrap().contains("512"), "{warnings:?}");
+    assert!(
+        warnings[0].as_str().unwrap().contains("512"),
+        "{warnings:?}"
+    );
     assert!(got[0].get("warnings").is_none());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("10 documents (6 failed, 1 with warnings)"), "{stderr}");
+    assert!(
+        stderr.contains("10 documents (6 failed, 1 with warnings)"),
+        "{stderr}"
+    );
 
     // Threshold 0: every candidate is a keyphrase.
     let good = corpus(3, 30);
@@ -257,7 +276,10 @@ fn kill_nine_then_resume_gives_every_id_once_in_order() {
     std::fs::write(&other, corpus(n + 5, 60).replace("\"d", "\"x")).unwrap();
     let mut other_args = args.to_vec();
     other_args[4] = s(&other);
-    common::assert_usage_error(&kpg(&other_args), &["--resume", "not the output of this input"]);
+    common::assert_usage_error(
+        &kpg(&other_args),
+        &["--resume", "not the output of this input"],
+    );
 }
 
 #[test]
@@ -281,10 +303,7 @@ fn shards_cover_the_input_exactly_once() {
         ]);
         ok(&out);
         let got = ids(&stdout_lines(&out));
-        let want: Vec<Value> = (i..n)
-            .step_by(3)
-            .map(|k| json!(format!("d{k}")))
-            .collect();
+        let want: Vec<Value> = (i..n).step_by(3).map(|k| json!(format!("d{k}"))).collect();
         assert_eq!(got, want, "shard {shard}");
         seen.extend(got);
     }
@@ -348,7 +367,12 @@ fn tag_equals_generate_then_select() {
             .as_array()
             .unwrap()
             .iter()
-            .map(|c| (c["phrase"].as_str().unwrap(), c["present"].as_bool().unwrap()))
+            .map(|c| {
+                (
+                    c["phrase"].as_str().unwrap(),
+                    c["present"].as_bool().unwrap(),
+                )
+            })
             .collect();
         for (a, b) in tc.iter().zip(sc) {
             assert_eq!(a["phrase"], b["phrase"]);
@@ -356,7 +380,10 @@ fn tag_equals_generate_then_select() {
             assert_eq!(a["selected"], b["selected"]);
             let (pa, pb) = (a["p_true"].as_f64().unwrap(), b["p_true"].as_f64().unwrap());
             assert!((pa - pb).abs() <= 1e-5, "p_true {pa} vs {pb}");
-            assert_eq!(a["present"].as_bool(), present.get(a["phrase"].as_str().unwrap()).copied());
+            assert_eq!(
+                a["present"].as_bool(),
+                present.get(a["phrase"].as_str().unwrap()).copied()
+            );
             decisions += 1;
         }
         let split: Vec<&Value> = tc.iter().filter(|c| c["selected"] == true).collect();
@@ -370,5 +397,8 @@ fn tag_equals_generate_then_select() {
             present_kp
         );
     }
-    assert!(decisions > 0, "no candidates at all: the comparison is empty");
+    assert!(
+        decisions > 0,
+        "no candidates at all: the comparison is empty"
+    );
 }

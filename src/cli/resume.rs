@@ -120,12 +120,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("out.jsonl");
         let torn = "{\"id\":\"c\",\"keyph";
-        let text = format!("{{\"id\":\"a\",\"keyphrases\":[]}}\n{{\"id\":null,\"error\":\"x\"}}\n{torn}");
+        let text =
+            format!("{{\"id\":\"a\",\"keyphrases\":[]}}\n{{\"id\":null,\"error\":\"x\"}}\n{torn}");
         std::fs::write(&p, text).unwrap();
         let d = resume_point(&p).unwrap();
         assert_eq!((d.lines, d.failed, d.last_id.clone()), (2, 1, None));
         assert_eq!(d.cut_bytes, torn.len() as u64);
         assert!(std::fs::read_to_string(&p).unwrap().ends_with("\"x\"}\n"));
-        assert_eq!(resume_point(&dir.path().join("none")).unwrap(), Done::default());
+        assert_eq!(
+            resume_point(&dir.path().join("none")).unwrap(),
+            Done::default()
+        );
     }
 }

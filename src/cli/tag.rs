@@ -192,7 +192,11 @@ pub fn tag(args: TagArgs) -> Result<i32> {
         secs,
         summary.documents as f64 / secs.max(1e-9)
     );
-    Ok(if summary.failed + done.failed > 0 { 1 } else { 0 })
+    Ok(if summary.failed + done.failed > 0 {
+        1
+    } else {
+        0
+    })
 }
 
 /// The records of a shard: every non-blank line counts, read or not, so that the split depends on

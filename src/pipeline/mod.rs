@@ -214,7 +214,11 @@ impl Pipeline {
             (Some(true), Ok(results)) => results,
             _ => docs
                 .iter()
-                .map(|_| Err(KpgError::InvalidArgument("the pipeline's workers stopped".into())))
+                .map(|_| {
+                    Err(KpgError::InvalidArgument(
+                        "the pipeline's workers stopped".into(),
+                    ))
+                })
                 .collect(),
         }
     }

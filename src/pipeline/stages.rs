@@ -370,8 +370,12 @@ fn selector_group(
     };
     let limit = selector.model.config.max_position_embeddings;
     let root = selector.root_tokens().len();
-    let (mut order, mut group) =
-        selector.group(&sdoc, CandidateOrder::Confidence, SelectMode::Sequence, share)?;
+    let (mut order, mut group) = selector.group(
+        &sdoc,
+        CandidateOrder::Confidence,
+        SelectMode::Sequence,
+        share,
+    )?;
     let mut needed = scheduler_len(&group, root);
     if needed > limit {
         let full = std::mem::take(&mut sdoc.abstract_);
@@ -385,8 +389,12 @@ fn selector_group(
             let scaled = (keep as f64 * limit as f64 / needed as f64 * 0.95) as usize;
             keep = scaled.min(keep - 1);
             sdoc.abstract_ = words[..keep].join(" ");
-            (order, group) =
-                selector.group(&sdoc, CandidateOrder::Confidence, SelectMode::Sequence, share)?;
+            (order, group) = selector.group(
+                &sdoc,
+                CandidateOrder::Confidence,
+                SelectMode::Sequence,
+                share,
+            )?;
             needed = scheduler_len(&group, root);
         }
         pending.warnings.push(format!(
