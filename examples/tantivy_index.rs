@@ -4,7 +4,8 @@
 //!
 //! ```sh
 //! cargo run --release --example tantivy_index -- --generator models/generator \
-//!     [--selector DIR] [--input examples/abstracts.jsonl] [--query "optimal transport"]
+//!     [--selector DIR] [--input examples/abstracts.jsonl] [--query "optimal transport"] \
+//!     [--threshold X]
 //! ```
 //!
 //! Without `--query`, it searches for the first keyphrase of the first document.
@@ -23,6 +24,7 @@ struct Args {
     selector: Option<PathBuf>,
     input: PathBuf,
     query: Option<String>,
+    threshold: f64,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -34,6 +36,7 @@ fn parse_args() -> Result<Args, String> {
             "/examples/abstracts.jsonl"
         )),
         query: None,
+        threshold: kpg::pipeline::DEFAULT_THRESHOLD,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -43,10 +46,13 @@ fn parse_args() -> Result<Args, String> {
             "--selector" => args.selector = Some(value()?.into()),
             "--input" => args.input = value()?.into(),
             "--query" => args.query = Some(value()?),
+            "--threshold" => {
+                args.threshold = value()?.parse().map_err(|e| format!("--threshold: {e}"))?
+            }
             other => {
                 return Err(format!(
                     "unknown argument {other}; usage: tantivy_index --generator DIR \
-                     [--selector DIR] [--input FILE] [--query TEXT]"
+                     [--selector DIR] [--input FILE] [--query TEXT] [--threshold X]"
                 ))
             }
         }
@@ -75,7 +81,10 @@ fn main() -> Result<(), Box<dyn Error>> {
     let pipeline = Pipeline::load(
         &args.generator,
         args.selector.as_deref(),
-        PipelineOptions::default(),
+        PipelineOptions {
+            threshold: args.threshold,
+            ..PipelineOptions::default()
+        },
     )?;
     let docs = read_documents(&args.input)?;
 
