@@ -402,3 +402,34 @@ fn tag_equals_generate_then_select() {
         "no candidates at all: the comparison is empty"
     );
 }
+
+#[test]
+fn a_prompt_longer_than_the_selector_takes_is_cut_with_a_warning() {
+    let tmp = tempfile::tempdir().unwrap();
+    let gen = synth("one2set", &tmp.path().join("gen"));
+    let sel = synth("llama", &tmp.path().join("sel"));
+    // About 3,000 words: past the generator's 512 tokens and the tiny selector's 4,096 positions.
+    let input = format!("{}\n{}\n", doc(0, 3000), doc(1, 30));
+    let out = kpg_stdin(
+        &["tag", "--generator", s(&gen), "--selector", s(&sel)],
+        input.as_bytes(),
+    );
+    ok(&out);
+    let got = stdout_lines(&out);
+    assert_eq!(ids(&got), vec![json!("d0"), json!("d1")]);
+    let warnings: Vec<&str> = got[0]["warnings"]
+        .as_array()
+        .expect("warnings")
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert!(warnings[0].contains("generator read the first 512"));
+    assert!(warnings[1].contains("selector's context of 4096 tokens"));
+    assert!(got[0]["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|c| c["p_true"].is_number()));
+    assert!(got[1].get("warnings").is_none());
+}
