@@ -14,6 +14,7 @@ pub mod generate;
 pub mod kv_cache;
 pub mod model;
 pub mod one2set;
+pub mod pipeline;
 pub mod preprocess;
 pub mod records;
 pub mod select;
@@ -23,3 +24,4 @@ pub mod train;
 pub mod trainer;
 
 pub use error::{KpgError, Result};
+pub use pipeline::{Document, Pipeline, PipelineOptions, Tagged, TaggedCandidate};

@@ -85,7 +85,12 @@ fn training_lowers_the_loss_and_gives_a_generator_that_writes_phrases() {
         "training loss did not fall: {train:?}"
     );
     assert!(valid.last().unwrap() < &valid[0], "{valid:?}");
-    for f in ["config.json", "model.safetensors", "tokenizer.json", "train.json"] {
+    for f in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "train.json",
+    ] {
         assert!(out.join(f).is_file(), "{f} missing");
     }
 
@@ -168,7 +173,10 @@ fn malformed_training_records_are_skipped_and_named() {
     std::fs::write(&bad, text).unwrap();
     let out = dir.path().join("gen");
     let mut args = train_args(&out, 3, &[]);
-    let at = args.iter().position(|a| a.ends_with("train400.jsonl.gz")).unwrap();
+    let at = args
+        .iter()
+        .position(|a| a.ends_with("train400.jsonl.gz"))
+        .unwrap();
     args[at] = bad.to_str().unwrap().to_string();
     let run = ok(kpg(&args));
     let log = String::from_utf8_lossy(&run.stderr);

@@ -17,6 +17,7 @@ pub fn bench(cmd: BenchCommand) -> Result<i32> {
         BenchCommand::Generate(args) => super::bench_generate::bench_generate(args),
         BenchCommand::Train(args) => super::bench_train::bench_train(args),
         BenchCommand::Ot(args) => super::bench_ot::bench_ot(args),
+        BenchCommand::Tag(args) => super::bench_tag::bench_tag(args),
     }
 }
 

@@ -18,7 +18,7 @@ use crate::select::document::WORDS;
 
 /// A deterministic synthetic document of `words` abstract words; about one word in five is made
 /// up, so that the copy mechanism has out-of-vocabulary words to copy.
-fn synthetic_document(i: usize, words: usize) -> GenerateDocument {
+pub(crate) fn synthetic_document(i: usize, words: usize) -> GenerateDocument {
     let w = |k: usize| {
         let h = i.wrapping_mul(7919) + k * 13 + k * k;
         if h.is_multiple_of(5) {

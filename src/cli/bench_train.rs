@@ -14,13 +14,12 @@ use super::print_line;
 use super::train::ModelSizeArgs;
 use super::AssignMethodArg;
 use crate::error::{KpgError, Result};
+use crate::train::{
+    clip_grad_norm, forward_dists, loss_backward, Adam, Dropout, Params, TrainWorkspace,
+};
 use crate::trainer::data::{build_vocab, read_records, to_example, ExampleLimits, ReadStats};
 use crate::trainer::step::prepare_batch;
 use crate::trainer::targets::AssignMethod;
-use crate::train::{
-    clip_grad_norm, forward_dists, loss_backward, Adam, Dropout, Params,
-    TrainWorkspace,
-};
 
 #[derive(Args, Debug)]
 pub struct BenchTrainArgs {

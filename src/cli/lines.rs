@@ -14,8 +14,10 @@ use crate::records::NumberedLine;
 /// Lines of the input (stdin for None or `-`; gzip detected from the content) as UTF-8 strings with
 /// the file's own 1-based line numbers; a line that is not UTF-8 becomes an error item in place;
 /// blank lines are skipped.
-pub(crate) fn input_lines(path: Option<&Path>) -> Result<Box<dyn Iterator<Item = NumberedLine>>> {
-    let reader: Box<dyn BufRead> = match path {
+pub(crate) fn input_lines(
+    path: Option<&Path>,
+) -> Result<Box<dyn Iterator<Item = NumberedLine> + Send>> {
+    let reader: Box<dyn BufRead + Send> = match path {
         Some(p) if p.as_os_str() != "-" => open(p)?,
         _ => Box::new(std::io::BufReader::new(std::io::stdin())),
     };
@@ -53,6 +55,35 @@ impl LineSink {
             None => Box::new(BufWriter::new(std::io::stdout().lock())),
         };
         Ok(LineSink { out, closed: false })
+    }
+
+    /// Appends to an existing file (`kpg tag --resume`), creating it when missing.
+    pub fn append(path: &Path) -> Result<Self> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| KpgError::io(path, e))?;
+        Ok(LineSink {
+            out: Box::new(BufWriter::new(file)),
+            closed: false,
+        })
+    }
+
+    /// Hands what is buffered to the operating system, so that a killed process leaves whole
+    /// batches behind (and at most one torn line, after them).
+    pub fn flush(&mut self) -> Result<()> {
+        if self.closed {
+            return Ok(());
+        }
+        match self.out.flush() {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                self.closed = true;
+                Ok(())
+            }
+            Err(e) => Err(KpgError::io("<output>", e)),
+        }
     }
 
     pub fn write_line(&mut self, line: &str) -> Result<()> {

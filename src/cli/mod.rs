@@ -3,16 +3,24 @@
 
 mod bench;
 mod bench_generate;
-mod bench_train;
 mod bench_ot;
+mod bench_tag;
+mod bench_train;
 mod debug;
 mod debug_ot;
 mod eval;
 mod generate;
 mod lines;
+mod progress;
+mod resume;
 mod select;
 mod synth;
+mod tag;
 mod train;
+
+pub use progress::ProgressMode;
+pub use resume::Shard;
+pub use tag::DEFAULT_GENERATOR;
 
 pub use eval::EvalArgs;
 
@@ -67,6 +75,15 @@ pub enum Command {
     Vocab(VocabArgs),
     /// Select keyphrases among candidates with an LLM selector (JSON lines in, JSON lines out).
     Select(SelectArgs),
+    /// Tag documents with keyphrases: generator, then selector (JSON lines in, JSON lines out).
+    ///
+    /// Input lines `{"id", "title", "abstract"}` (stdin or a file, .gz allowed); output lines
+    /// `{"id", "keyphrases", "present", "absent", "candidates": [{"phrase", "score", "present",
+    /// "selected", "p_true"}]}` in input order, one per input record, with `"warnings"` when a
+    /// document was cut to the models' length, or `{"id", "error"}` in place for a bad record
+    /// (exit status 1). Without --selector, the candidates whose generator confidence is at least
+    /// --threshold are the keyphrases (and there is no `p_true`).
+    Tag(TagArgs),
     /// Throughput benchmarks; one JSON line of figures on stdout.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -85,6 +102,9 @@ pub enum BenchCommand {
     Train(bench_train::BenchTrainArgs),
     /// Training's target assignment (OT or Hungarian) on random score matrices: problems/s.
     Ot(BenchOtArgs),
+    /// The whole pipeline through the library API: throughput, and the latency of one document
+    /// per call (p50, p99), alone and with concurrent callers.
+    Tag(BenchTagArgs),
 }
 
 /// Which target assignment to run.
@@ -132,6 +152,74 @@ pub struct BenchOtArgs {
     /// Write the problems here in `kpg debug ot`'s input format, for tools/peer_ot.py.
     #[arg(long)]
     pub dump: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct TagArgs {
+    /// Generator directory (default: models/generator, when run from the repository root).
+    #[arg(long)]
+    pub generator: Option<PathBuf>,
+    /// Selector directory (a LLaMA selector, as for `kpg select`). Without one, the generator's
+    /// candidates at or above --threshold are the keyphrases.
+    #[arg(long)]
+    pub selector: Option<PathBuf>,
+    /// Input JSON lines `{"id", "title", "abstract"}` (default: stdin; .gz is decompressed).
+    #[arg(long)]
+    pub input: Option<PathBuf>,
+    /// Output file (default: stdout). Written and flushed a batch at a time.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// Finish an interrupted run (even one killed with kill -9): keep the complete lines of
+    /// --output, cut a torn last line, skip as many input records and append the rest. Run the
+    /// same command again with --resume.
+    #[arg(long, requires = "output")]
+    pub resume: bool,
+    /// Tag only shard I of N (0 <= I < N): the input records whose 0-based index, counting
+    /// non-blank lines, is I modulo N. N workers with the same input cover it exactly once.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<Shard>,
+    /// Without --selector: the generator confidence (mean token probability) a candidate needs to
+    /// be a keyphrase.
+    #[arg(long, default_value_t = crate::pipeline::DEFAULT_THRESHOLD, conflicts_with = "selector")]
+    pub threshold: f64,
+    /// Documents per batch: the generator decodes them together and the selector takes them at
+    /// once; memory holds a few batches.
+    #[arg(long, default_value_t = 32)]
+    pub batch_docs: usize,
+    /// Progress on stderr: a bar (with documents/s and ETA) on a terminal, plain lines every few
+    /// seconds otherwise.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub progress: ProgressMode,
+    #[command(flatten)]
+    pub cache: CacheArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchTagArgs {
+    /// Generator directory.
+    #[arg(long)]
+    pub generator: PathBuf,
+    /// Selector directory (optional, as for `kpg tag`).
+    #[arg(long)]
+    pub selector: Option<PathBuf>,
+    /// Number of documents (synthetic unless --input).
+    #[arg(long, default_value_t = 64)]
+    pub docs: usize,
+    /// Words per synthetic abstract.
+    #[arg(long, default_value_t = 150)]
+    pub words: usize,
+    /// Benchmark these documents (JSON lines `{"id", "title", "abstract"}`, .gz allowed) instead
+    /// of synthetic ones; --docs caps how many are read.
+    #[arg(long)]
+    pub input: Option<PathBuf>,
+    /// Documents per batch, as for `kpg tag`.
+    #[arg(long, default_value_t = 32)]
+    pub batch_docs: usize,
+    /// Concurrent callers for the concurrent-latency run (one document per call each).
+    #[arg(long, default_value_t = 4)]
+    pub threads: usize,
+    #[command(flatten)]
+    pub cache: CacheArgs,
 }
 
 #[derive(Args, Debug)]
@@ -403,6 +491,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Bench(cmd) => bench::bench(cmd),
         Command::Eval(args) => eval::eval(args),
         Command::Train(cmd) => train::run(cmd),
+        Command::Tag(args) => tag::tag(args),
     }
 }
 

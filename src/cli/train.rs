@@ -124,7 +124,9 @@ impl TrainGeneratorArgs {
         let config = self.size.config()?;
         let positive = |name: &str, v: usize| {
             if v == 0 {
-                Err(KpgError::InvalidArgument(format!("--{name} must be positive")))
+                Err(KpgError::InvalidArgument(format!(
+                    "--{name} must be positive"
+                )))
             } else {
                 Ok(())
             }

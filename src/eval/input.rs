@@ -64,7 +64,7 @@ struct GoldLine {
 
 /// Opens `path` for reading lines, decompressing it when it starts with the gzip magic bytes
 /// (the extension is not trusted: `.jsonl.gz` files get renamed and piped).
-pub(crate) fn open(path: &Path) -> Result<Box<dyn BufRead>> {
+pub(crate) fn open(path: &Path) -> Result<Box<dyn BufRead + Send>> {
     let file = File::open(path).map_err(|e| KpgError::io(path, e))?;
     let mut reader = BufReader::new(file);
     let head = reader.fill_buf().map_err(|e| KpgError::io(path, e))?;

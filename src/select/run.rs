@@ -108,7 +108,7 @@ where
 }
 
 /// The longest sequence of a group, in tokens, counted from position 0.
-fn scheduler_len(group: &super::scheduler::Group, root: usize) -> usize {
+pub(crate) fn scheduler_len(group: &super::scheduler::Group, root: usize) -> usize {
     let base = if group.shares_root { root } else { 0 } + group.prefix.len();
     base + group
         .members

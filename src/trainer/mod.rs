@@ -4,7 +4,7 @@
 
 pub mod checkpoint;
 pub mod data;
-pub mod targets;
 pub mod options;
 pub mod run;
 pub mod step;
+pub mod targets;

@@ -161,8 +161,10 @@ pub fn train(opts: &TrainOptions, mut report: impl FnMut(&Progress)) -> Result<T
                 break 'epochs;
             }
             let step_start = Instant::now();
-            let examples: Vec<&TrainExample> =
-                batches[state.batch_in_epoch].iter().map(|&i| &train[i]).collect();
+            let examples: Vec<&TrainExample> = batches[state.batch_in_epoch]
+                .iter()
+                .map(|&i| &train[i])
+                .collect();
             let prepared = prepare_batch(&params, &examples, opts.assign, &mut ws)?;
             grads.fill_zero();
             let dropout = Dropout {

@@ -103,7 +103,11 @@ struct View {
 
 impl View {
     fn row_major(at: usize, cols: usize) -> Self {
-        View { at, rs: cols, cs: 1 }
+        View {
+            at,
+            rs: cols,
+            cs: 1,
+        }
     }
 
     /// The transpose of the same storage.
@@ -287,15 +291,41 @@ pub fn attention_backward<T: Real>(
                 let vv = View::row_major(g.k_start * d + h * hd, d);
                 let hv = View::row_major(h * hd, d);
                 // dV_h = (P∘M)ᵀ · dC_h
-                gemm_view(kl, hd, ql, dv, hv, false, &dropped, sq.t(), dctx, dcv, T::one());
+                gemm_view(
+                    kl,
+                    hd,
+                    ql,
+                    dv,
+                    hv,
+                    false,
+                    &dropped,
+                    sq.t(),
+                    dctx,
+                    dcv,
+                    T::one(),
+                );
                 // dP∘M: (dC_h · V_hᵀ + dhead0) ∘ M
-                gemm_view(ql, kl, hd, &mut ds, sq, false, dctx, dcv, v, vv.t(), T::one());
+                gemm_view(
+                    ql,
+                    kl,
+                    hd,
+                    &mut ds,
+                    sq,
+                    false,
+                    dctx,
+                    dcv,
+                    v,
+                    vv.t(),
+                    T::one(),
+                );
                 for i in 0..ql {
                     let at = (i * heads + h) * kl;
                     let row = &mut ds[i * kl..(i + 1) * kl];
                     if let (0, Some(dh0)) = (h, dhead0) {
                         let o = layout.head0_at[gi] + i * kl;
-                        row.iter_mut().zip(&dh0[o..o + kl]).for_each(|(x, &y)| *x += y);
+                        row.iter_mut()
+                            .zip(&dh0[o..o + kl])
+                            .for_each(|(x, &y)| *x += y);
                     }
                     let p = &probs[base + at..base + at + kl];
                     let mut pd = T::zero();
@@ -303,7 +333,9 @@ pub fn attention_backward<T: Real>(
                         *x *= mask.scale::<T>(base + at + j);
                         pd += p[j] * *x;
                     }
-                    row.iter_mut().zip(p).for_each(|(x, &pj)| *x = pj * (*x - pd));
+                    row.iter_mut()
+                        .zip(p)
+                        .for_each(|(x, &pj)| *x = pj * (*x - pd));
                 }
                 let qv = View::row_major(g.q_start * d + h * hd, d);
                 let kv = View::row_major(g.k_start * d + h * hd, d);

@@ -1,0 +1,442 @@
+//! The two stages of the pipeline, each on its own thread, joined by a bounded channel: the
+//! generator decodes a batch while the selector labels the one before it, so neither waits for the
+//! whole input, and memory holds a few batches whatever the input's length.
+//!
+//! Work arrives as batches with a payload (`kpg tag`: the batch's line numbers; the library: the
+//! caller's reply channel). Each stage takes every batch that is waiting, up to `batch_docs`
+//! documents, and runs them together, then hands them on one by one, in order.
+
+use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use super::{Document, PipelineOptions, Tagged, TaggedCandidate};
+use crate::error::{KpgError, Result};
+use crate::one2set::candidates::Candidate;
+use crate::one2set::{GenerateWorkspace, Generator, PreparedDocument};
+use crate::select::document::{Candidate as SelectCandidate, SelectDocument};
+use crate::select::run::scheduler_len;
+use crate::select::scheduler::{Group, Scheduler, SchedulerOptions};
+use crate::select::{CandidateOrder, SelectMode, Selector};
+
+/// The models, shared by the stage threads.
+pub(crate) struct Models {
+    pub generator: Generator,
+    pub selector: Option<Selector>,
+}
+
+/// A document on its way through the stages.
+pub struct Item {
+    /// The document, or why it cannot be run.
+    doc: Result<Document>,
+    /// The generator's candidates, sorted by confidence.
+    candidates: Vec<Candidate>,
+    warnings: Vec<String>,
+}
+
+impl Item {
+    pub fn new(doc: Document) -> Self {
+        Self::from_result(Ok(doc))
+    }
+
+    /// An input record that could not be read: it passes through and comes out as its error.
+    pub fn from_result(doc: Result<Document>) -> Self {
+        Item {
+            doc,
+            candidates: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+}
+
+/// Documents that travel together, with what the caller needs to route their results.
+pub struct Batch<P> {
+    pub payload: P,
+    pub items: Vec<Item>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StageOptions {
+    pub threshold: f64,
+    pub batch_docs: usize,
+    pub scheduler: SchedulerOptions,
+}
+
+impl From<&PipelineOptions> for StageOptions {
+    fn from(o: &PipelineOptions) -> Self {
+        StageOptions {
+            threshold: o.threshold,
+            batch_docs: o.batch_docs.max(1),
+            scheduler: o.scheduler.clone(),
+        }
+    }
+}
+
+/// Batches between the generator and the selector: enough for the selector to find the next
+/// batch ready, few enough to bound memory.
+const IN_FLIGHT: usize = 2;
+
+/// Starts the generator and selector threads. `output` is called on the selector thread with each
+/// batch's payload and its results (one per item, in order), batches in input order. The threads
+/// end when `input` is closed and drained. An error setting up the selector (its KV cache, its
+/// instruction prefix) is returned here, before any work.
+pub(crate) fn spawn<P, F>(
+    models: Arc<Models>,
+    opts: StageOptions,
+    input: Receiver<Batch<P>>,
+    output: F,
+) -> Result<Vec<JoinHandle<()>>>
+where
+    P: Send + 'static,
+    F: FnMut(P, Vec<Result<Tagged>>) + Send + 'static,
+{
+    let (mid_tx, mid_rx) = sync_channel::<Batch<P>>(IN_FLIGHT);
+    let (ready_tx, ready_rx) = channel::<Result<()>>();
+    let select = {
+        let (models, opts) = (models.clone(), opts.clone());
+        std::thread::Builder::new()
+            .name("kpg-select".into())
+            .spawn(move || select_worker(&models, &opts, mid_rx, output, ready_tx))
+            .map_err(|e| KpgError::io("<thread>", e))?
+    };
+    match ready_rx.recv() {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            let _ = select.join();
+            return Err(e);
+        }
+        Err(_) => {
+            let _ = select.join();
+            return Err(KpgError::InvalidArgument(
+                "the selector thread stopped while starting".into(),
+            ));
+        }
+    }
+    let generate = std::thread::Builder::new()
+        .name("kpg-generate".into())
+        .spawn(move || generate_worker(&models, &opts, input, mid_tx))
+        .map_err(|e| KpgError::io("<thread>", e))?;
+    Ok(vec![generate, select])
+}
+
+/// Blocks for one batch, then takes those already waiting while under `max_docs` documents.
+fn gather<P>(input: &Receiver<Batch<P>>, max_docs: usize) -> Option<Vec<Batch<P>>> {
+    let first = input.recv().ok()?;
+    let mut docs = first.items.len();
+    let mut out = vec![first];
+    while docs < max_docs {
+        match input.try_recv() {
+            Ok(b) => {
+                docs += b.items.len();
+                out.push(b);
+            }
+            Err(_) => break,
+        }
+    }
+    Some(out)
+}
+
+fn generate_worker<P>(
+    models: &Models,
+    opts: &StageOptions,
+    input: Receiver<Batch<P>>,
+    output: SyncSender<Batch<P>>,
+) {
+    let mut ws = GenerateWorkspace::default();
+    while let Some(mut batches) = gather(&input, opts.batch_docs) {
+        let mut items: Vec<&mut Item> = batches.iter_mut().flat_map(|b| &mut b.items).collect();
+        for chunk in items.chunks_mut(opts.batch_docs) {
+            generate_chunk(&models.generator, &mut ws, chunk);
+        }
+        for b in batches {
+            if output.send(b).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Rejects what there is nothing to tag in.
+pub(crate) fn check_document(d: &Document) -> Result<()> {
+    if d.id.trim().is_empty() {
+        return Err(KpgError::InvalidArgument("empty field `id`".into()));
+    }
+    if d.title.trim().is_empty() && d.abstract_text.trim().is_empty() {
+        return Err(KpgError::InvalidArgument(
+            "empty document: `title` and `abstract` are both empty".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Decodes one generator batch; a document longer than the generator's `max_source_len` is cut
+/// there (as `kpg generate` does) and gets a warning.
+fn generate_chunk(generator: &Generator, ws: &mut GenerateWorkspace, chunk: &mut [&mut Item]) {
+    let mut prepared: Vec<PreparedDocument> = Vec::with_capacity(chunk.len());
+    let mut which = Vec::with_capacity(chunk.len());
+    for (i, item) in chunk.iter_mut().enumerate() {
+        let checked = match &item.doc {
+            Ok(d) => check_document(d),
+            Err(_) => continue,
+        };
+        if let Err(e) = checked {
+            item.doc = Err(e);
+            continue;
+        }
+        let d = item.doc.as_ref().expect("checked");
+        let p = generator.prepare(&d.title, &d.abstract_text);
+        let (read, total) = (p.source.ids.len(), p.stemmed.len());
+        if total > read {
+            item.warnings.push(format!(
+                "truncated: the generator read the first {read} of {total} source tokens"
+            ));
+        }
+        prepared.push(p);
+        which.push(i);
+    }
+    let refs: Vec<&PreparedDocument> = prepared.iter().collect();
+    match generator.generate(&refs, ws) {
+        Ok(results) => {
+            for (&i, candidates) in which.iter().zip(results) {
+                chunk[i].candidates = candidates;
+            }
+        }
+        Err(e) => {
+            for &i in &which {
+                chunk[i].doc = Err(KpgError::InvalidArgument(format!("generator: {e}")));
+            }
+        }
+    }
+}
+
+fn select_worker<P, F>(
+    models: &Models,
+    opts: &StageOptions,
+    input: Receiver<Batch<P>>,
+    mut output: F,
+    ready: Sender<Result<()>>,
+) where
+    F: FnMut(P, Vec<Result<Tagged>>),
+{
+    let mut stage = match SelectStage::new(models.selector.as_ref(), opts) {
+        Ok(s) => {
+            let _ = ready.send(Ok(()));
+            s
+        }
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    while let Some(batches) = gather(&input, opts.batch_docs) {
+        let mut routes = Vec::with_capacity(batches.len());
+        let mut items = Vec::new();
+        for b in batches {
+            routes.push((b.payload, b.items.len()));
+            items.extend(b.items);
+        }
+        let mut results = stage.run(items).into_iter();
+        for (payload, n) in routes {
+            output(payload, results.by_ref().take(n).collect());
+        }
+    }
+}
+
+/// The selector over the paged KV cache, or the confidence threshold when there is no selector.
+struct SelectStage<'m> {
+    selector: Option<(&'m Selector, Scheduler<'m>)>,
+    opts: StageOptions,
+}
+
+/// What travels with a document through the scheduler.
+struct Pending {
+    index: usize,
+    id: String,
+    candidates: Vec<Candidate>,
+    order: Vec<usize>,
+    warnings: Vec<String>,
+}
+
+impl<'m> SelectStage<'m> {
+    fn new(selector: Option<&'m Selector>, opts: &StageOptions) -> Result<Self> {
+        let selector = match selector {
+            Some(s) => Some((s, Self::scheduler(s, opts)?)),
+            None => None,
+        };
+        Ok(SelectStage {
+            selector,
+            opts: opts.clone(),
+        })
+    }
+
+    fn scheduler(s: &'m Selector, opts: &StageOptions) -> Result<Scheduler<'m>> {
+        Scheduler::new(&s.model, s.root_tokens(), opts.scheduler.clone())
+    }
+
+    fn run(&mut self, items: Vec<Item>) -> Vec<Result<Tagged>> {
+        let threshold = self.opts.threshold;
+        let Some((selector, scheduler)) = &mut self.selector else {
+            return items
+                .into_iter()
+                .map(|it| by_threshold(it, threshold))
+                .collect();
+        };
+        let selector: &Selector = selector;
+        let share = self.opts.scheduler.share_prefix;
+        let mut results: Vec<Option<Result<Tagged>>> = (0..items.len()).map(|_| None).collect();
+        let mut work = Vec::with_capacity(items.len());
+        for (index, item) in items.into_iter().enumerate() {
+            match item.doc {
+                Err(e) => results[index] = Some(Err(e)),
+                // Nothing to choose from: no need for the model.
+                Ok(doc) if item.candidates.is_empty() => {
+                    results[index] = Some(Ok(tagged(doc.id, Vec::new(), item.warnings)))
+                }
+                Ok(doc) => {
+                    let mut pending = Pending {
+                        index,
+                        id: doc.id.clone(),
+                        candidates: item.candidates,
+                        order: Vec::new(),
+                        warnings: item.warnings,
+                    };
+                    match selector_group(selector, doc, &mut pending, share) {
+                        Ok(group) => work.push((pending, Ok(group))),
+                        Err(e) => results[index] = Some(Err(e)),
+                    }
+                }
+            }
+        }
+        let outcome = scheduler.run(work, |p: Pending, decisions| {
+            let index = p.index;
+            results[index] = Some(decisions.map(|d| {
+                let d = &d[0];
+                let candidates = p
+                    .order
+                    .iter()
+                    .enumerate()
+                    .map(|(k, &i)| {
+                        let c = &p.candidates[i];
+                        TaggedCandidate {
+                            phrase: c.phrase.clone(),
+                            score: c.score,
+                            present: c.present,
+                            selected: d.selected[k],
+                            p_true: Some(d.p_true[k]),
+                        }
+                    })
+                    .collect();
+                tagged(p.id, candidates, p.warnings)
+            }));
+            Ok(())
+        });
+        if let Err(e) = outcome {
+            // The scheduler's cache may hold blocks of the groups it dropped: start afresh.
+            match Self::scheduler(selector, &self.opts) {
+                Ok(s) => *scheduler = s,
+                Err(e2) => eprintln!("kpg: selector could not restart: {e2}"),
+            }
+            for r in results.iter_mut().filter(|r| r.is_none()) {
+                *r = Some(Err(KpgError::InvalidArgument(format!("selector: {e}"))));
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.expect("every document has a result"))
+            .collect()
+    }
+}
+
+/// The selector's work for a document. A prompt longer than the selector's context is cut, words
+/// off the end of the abstract, until it fits; the document then gets a warning.
+fn selector_group(
+    selector: &Selector,
+    doc: Document,
+    pending: &mut Pending,
+    share: bool,
+) -> Result<Group> {
+    let mut sdoc = SelectDocument {
+        id: doc.id,
+        title: doc.title,
+        abstract_: doc.abstract_text,
+        candidates: pending
+            .candidates
+            .iter()
+            .map(|c| SelectCandidate {
+                phrase: c.phrase.clone(),
+                score: c.score,
+            })
+            .collect(),
+    };
+    let limit = selector.model.config.max_position_embeddings;
+    let root = selector.root_tokens().len();
+    let (mut order, mut group) = selector.group(
+        &sdoc,
+        CandidateOrder::Confidence,
+        SelectMode::Sequence,
+        share,
+    )?;
+    let mut needed = scheduler_len(&group, root);
+    if needed > limit {
+        let full = std::mem::take(&mut sdoc.abstract_);
+        let words: Vec<&str> = full.split_whitespace().collect();
+        let total = words.len();
+        let mut keep = total;
+        while needed > limit {
+            if keep == 0 {
+                return Err(KpgError::ContextTooLong { needed, limit });
+            }
+            let scaled = (keep as f64 * limit as f64 / needed as f64 * 0.95) as usize;
+            keep = scaled.min(keep - 1);
+            sdoc.abstract_ = words[..keep].join(" ");
+            (order, group) = selector.group(
+                &sdoc,
+                CandidateOrder::Confidence,
+                SelectMode::Sequence,
+                share,
+            )?;
+            needed = scheduler_len(&group, root);
+        }
+        pending.warnings.push(format!(
+            "truncated: the selector's context of {limit} tokens held the first {keep} of {total} \
+             abstract words"
+        ));
+    }
+    pending.order = order;
+    Ok(group)
+}
+
+/// Without a selector: the candidates at or above the confidence threshold.
+fn by_threshold(item: Item, threshold: f64) -> Result<Tagged> {
+    let doc = item.doc?;
+    let candidates = item
+        .candidates
+        .into_iter()
+        .map(|c| TaggedCandidate {
+            selected: c.score >= threshold,
+            phrase: c.phrase,
+            score: c.score,
+            present: c.present,
+            p_true: None,
+        })
+        .collect();
+    Ok(tagged(doc.id, candidates, item.warnings))
+}
+
+fn tagged(id: String, candidates: Vec<TaggedCandidate>, warnings: Vec<String>) -> Tagged {
+    let pick = |f: &dyn Fn(&TaggedCandidate) -> bool| -> Vec<String> {
+        candidates
+            .iter()
+            .filter(|c| c.selected && f(c))
+            .map(|c| c.phrase.clone())
+            .collect()
+    };
+    Tagged {
+        keyphrases: pick(&|_| true),
+        present: pick(&|c| c.present),
+        absent: pick(&|c| !c.present),
+        id,
+        candidates,
+        warnings,
+    }
+}
