@@ -18,8 +18,9 @@ use crate::train::{
     clip_grad_norm, forward_dists, loss_backward, Adam, Dropout, Params, TrainWorkspace,
 };
 use crate::trainer::data::{build_vocab, read_records, to_example, ExampleLimits, ReadStats};
-use crate::trainer::step::prepare_batch;
-use crate::trainer::targets::AssignMethod;
+use crate::trainer::data::TrainExample;
+use crate::trainer::step::{prepare_batch, source_batch};
+use crate::trainer::targets::{document_targets, AssignMethod};
 
 #[derive(Args, Debug)]
 pub struct BenchTrainArgs {
@@ -40,6 +41,10 @@ pub struct BenchTrainArgs {
     pub dropout: f64,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Write every step's batch (sources and per-half targets, as JSON lines with the config) here,
+    /// for the PyTorch peer tools/peer_train.py to run the same steps.
+    #[arg(long)]
+    pub dump: Option<PathBuf>,
 }
 
 pub fn bench_train(args: BenchTrainArgs) -> Result<i32> {
@@ -74,6 +79,9 @@ pub fn bench_train(args: BenchTrainArgs) -> Result<i32> {
         )));
     }
     let method: AssignMethod = args.assign.into();
+    if let Some(path) = &args.dump {
+        dump_batches(path, &examples, args.batch_size, &config, method)?;
+    }
     let mut params = Params::<f32>::init(&config, args.seed);
     let mut grads = params.zeros_like();
     let mut adam = Adam::new(&params);
@@ -144,4 +152,39 @@ pub fn bench_train(args: BenchTrainArgs) -> Result<i32> {
         .to_string(),
     )?;
     Ok(0)
+}
+
+/// One JSON line per step: the config, the method, the packed sources and every document half's
+/// target sequences (`crate::trainer::targets::document_targets`).
+fn dump_batches(
+    path: &std::path::Path,
+    examples: &[TrainExample],
+    batch_size: usize,
+    config: &crate::model::one2set_config::One2SetConfig,
+    method: AssignMethod,
+) -> Result<()> {
+    let mut text = String::new();
+    for batch in examples.chunks(batch_size) {
+        let refs: Vec<&TrainExample> = batch.iter().collect();
+        let b = source_batch(&refs, config);
+        let halves: Vec<_> = batch
+            .iter()
+            .flat_map(|e| document_targets(e, config.num_control_codes, config.max_keyphrase_len))
+            .map(|h| json!({"sequences": h.sequences, "has_null": h.has_null}))
+            .collect();
+        text.push_str(
+            &json!({
+                "config": config.to_json(),
+                "assign": format!("{method:?}").to_lowercase(),
+                "src": b.src,
+                "doc_lens": b.doc_lens,
+                "src_ext": b.src_ext,
+                "num_oov": b.num_oov,
+                "halves": halves,
+            })
+            .to_string(),
+        );
+        text.push('\n');
+    }
+    std::fs::write(path, text).map_err(|e| KpgError::io(path, e))
 }
