@@ -33,9 +33,10 @@ def attend(w, name, q_in, kv_in, hd, heads, allowed):
     return lin(out, "out_proj"), p
 
 
-def train_loss(w, cfg, batch):
-    """The loss of `batch` under weights `w` (a dict of tensors, any float dtype; the shared
-    embedding is `embed.weight`)."""
+def final_dist(w, cfg, batch, memory=None):
+    """The copy-augmented output distributions [B, N*steps, V + max(num_oov)] of every decoder row
+    of `batch`, and the encoder's memory (enc, mask, src_ext): given back as `memory`, the decoder
+    reads other inputs (dec_in, steps) of the same sources without running the encoder again."""
     d, heads = cfg["d_model"], cfg["num_heads"]
     hd, N, V, eps = d // heads, cfg["num_control_codes"], cfg["vocab_size"], cfg["layer_norm_eps"]
     steps, lens = batch["steps"], batch["doc_lens"]
@@ -48,25 +49,28 @@ def train_loss(w, cfg, batch):
     # padding_idx = <pad>: the authors' nn.Embedding never updates that row.
     emb = lambda ids: F.embedding(ids, w["embed.weight"], padding_idx=PAD)
 
-    src = torch.full((B, S), PAD, dtype=torch.long)
-    src_ext = torch.full((B, S), PAD, dtype=torch.long)
-    mask = torch.zeros(B, S, dtype=torch.bool)
-    at = 0
-    for b, n in enumerate(lens):
-        src[b, :n] = torch.tensor(batch["src"][at:at + n])
-        src_ext[b, :n] = torch.tensor(batch["src_ext"][at:at + n])
-        mask[b, :n] = True
-        at += n
+    if memory is None:
+        src = torch.full((B, S), PAD, dtype=torch.long)
+        src_ext = torch.full((B, S), PAD, dtype=torch.long)
+        mask = torch.zeros(B, S, dtype=torch.bool)
+        at = 0
+        for b, n in enumerate(lens):
+            src[b, :n] = torch.tensor(batch["src"][at:at + n])
+            src_ext[b, :n] = torch.tensor(batch["src_ext"][at:at + n])
+            mask[b, :n] = True
+            at += n
 
-    # Encoder.
-    x = lin(emb(src) * math.sqrt(d) + pos[1:S + 1][None], "encoder.input_fc")
-    enc_allowed = mask[:, None, :].expand(B, S, S)
-    for i in range(cfg["encoder_layers"]):
-        p = f"encoder.layer_stacks.{i}"
-        h = ln(x, p + ".attn_layer_norm")
-        x = x + attend(w, p + ".self_attn", h, h, hd, heads, enc_allowed)[0]
-        x = x + ffn(ln(x, p + ".ffn_layer_norm"), p)
-    enc = ln(x, "encoder.layer_norm")
+        # Encoder.
+        x = lin(emb(src) * math.sqrt(d) + pos[1:S + 1][None], "encoder.input_fc")
+        enc_allowed = mask[:, None, :].expand(B, S, S)
+        for i in range(cfg["encoder_layers"]):
+            p = f"encoder.layer_stacks.{i}"
+            h = ln(x, p + ".attn_layer_norm")
+            x = x + attend(w, p + ".self_attn", h, h, hd, heads, enc_allowed)[0]
+            x = x + ffn(ln(x, p + ".ffn_layer_norm"), p)
+        enc = ln(x, "encoder.layer_norm")
+        memory = enc, mask, src_ext
+    enc, mask, src_ext = memory
 
     # Decoder: [B, N*steps] rows, block-diagonal causal self-attention.
     dec_in = torch.tensor(batch["dec_in"]).view(B, N, steps)
@@ -91,9 +95,18 @@ def train_loss(w, cfg, batch):
     max_oov = max(batch["num_oov"])
     final = torch.cat([p_gen * vocab_dist, vocab_dist.new_zeros(B, N * steps, max_oov)], -1)
     final = final.scatter_add(2, src_ext[:, None, :].expand(B, N * steps, S), (1 - p_gen) * attn0)
+    return final, memory
+
+
+def train_loss(w, cfg, batch):
+    """The loss of `batch` under weights `w` (a dict of tensors, any float dtype; the shared
+    embedding is `embed.weight`)."""
+    final = final_dist(w, cfg, batch)[0]
+    B, rows = final.shape[:2]
+    dt = w["embed.weight"].dtype
 
     # masked_cross_entropy with the weights as mask (null-target scales folded in).
-    target = torch.tensor(batch["targets"]).view(B, N * steps, 1)
-    weight = torch.tensor(batch["weights"], dtype=dt).view(B, N * steps)
+    target = torch.tensor(batch["targets"]).view(B, rows, 1)
+    weight = torch.tensor(batch["weights"], dtype=dt).view(B, rows)
     losses = -torch.gather(torch.log(final + 1e-8), 2, target)[..., 0]
     return (losses * weight).sum() / batch["normalizer"]

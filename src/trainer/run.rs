@@ -88,6 +88,16 @@ pub fn train(opts: &TrainOptions, mut report: impl FnMut(&Progress)) -> Result<T
         .filter_map(|r| to_example(r, &vocab, limits, &mut valid_stats))
         .take(opts.valid_docs)
         .collect();
+    for w in &valid_stats.warnings {
+        eprintln!("kpg train: skipped {w}");
+    }
+    if valid.is_empty() {
+        return Err(KpgError::InvalidArgument(format!(
+            "{} has no usable validation document (records with a title or abstract and a \
+             keyphrase, sources of at most 400 tokens)",
+            opts.valid.display()
+        )));
+    }
     if train.is_empty() {
         return Err(KpgError::InvalidArgument(
             "no training example is left after the filters (sources of at most 400 tokens, \
