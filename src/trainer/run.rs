@@ -17,6 +17,7 @@ use super::checkpoint::{
 use super::data::{build_vocab, read_records, to_example, ExampleLimits, ReadStats, TrainExample};
 use super::options::TrainOptions;
 use super::step::{batch_loss, prepare_batch};
+use super::targets::AssignMethod;
 use crate::error::{KpgError, Result};
 use crate::model::one2set_config::One2SetConfig;
 use crate::one2set::vocab::{tokenizer_path, Vocab};
@@ -330,7 +331,11 @@ pub fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
     order
 }
 
-/// The mean token loss over the validation documents, with the run's assignment and no dropout.
+/// The mean token loss over the validation documents, without dropout, with targets matched to
+/// slots by Hungarian matching whatever the run trains with: OT's dynamic supply moves slots from
+/// the cheap null target to keyphrases as the model improves, which raises its loss per token, so
+/// OT-assigned losses do not compare from one validation to the next; a one-to-one matching keeps
+/// the number of keyphrase slots fixed.
 fn validation_loss(
     params: &Params<f32>,
     valid: &[TrainExample],
@@ -340,7 +345,7 @@ fn validation_loss(
     let (mut sum, mut tokens) = (0.0, 0usize);
     for chunk in valid.chunks(opts.batch_size.max(16)) {
         let examples: Vec<&TrainExample> = chunk.iter().collect();
-        let prepared = prepare_batch(params, &examples, opts.assign, ws)?;
+        let prepared = prepare_batch(params, &examples, AssignMethod::Hungarian, ws)?;
         let (s, t) = batch_loss(params, &prepared, ws)?;
         sum += s;
         tokens += t;
