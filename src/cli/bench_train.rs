@@ -17,8 +17,8 @@ use crate::error::{KpgError, Result};
 use crate::train::{
     clip_grad_norm, forward_dists, loss_backward, Adam, Dropout, Params, TrainWorkspace,
 };
-use crate::trainer::data::{build_vocab, read_records, to_example, ExampleLimits, ReadStats};
 use crate::trainer::data::TrainExample;
+use crate::trainer::data::{build_vocab, read_records, to_example, ExampleLimits, ReadStats};
 use crate::trainer::step::{prepare_batch, source_batch};
 use crate::trainer::targets::{document_targets, AssignMethod};
 
