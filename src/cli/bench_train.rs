@@ -169,7 +169,14 @@ fn dump_batches(
         let b = source_batch(&refs, config);
         let halves: Vec<_> = batch
             .iter()
-            .flat_map(|e| document_targets(e, config.num_control_codes, config.max_keyphrase_len))
+            .flat_map(|e| {
+                document_targets(
+                    e,
+                    config.num_control_codes,
+                    config.num_present_codes,
+                    config.max_keyphrase_len,
+                )
+            })
             .map(|h| json!({"sequences": h.sequences, "has_null": h.has_null}))
             .collect();
         text.push_str(

@@ -71,7 +71,7 @@ pub fn score_targets(
     batch.steps = ASSIGN_STEPS;
     batch.dec_in = inputs.iter().flatten().copied().collect();
     let d = forward_dists(params, batch, ws)?;
-    let half = n / 2;
+    let half = c.num_present_codes;
     let mut problems = Vec::with_capacity(halves.len());
     for (h, targets) in halves.iter().enumerate() {
         let (doc, second) = (h / 2, h % 2 == 1);
@@ -112,7 +112,14 @@ pub fn prepare_batch(
     let mut batch = source_batch(examples, c);
     let halves: Vec<HalfTargets> = examples
         .iter()
-        .flat_map(|e| document_targets(e, c.num_control_codes, c.max_keyphrase_len))
+        .flat_map(|e| {
+            document_targets(
+                e,
+                c.num_control_codes,
+                c.num_present_codes,
+                c.max_keyphrase_len,
+            )
+        })
         .collect();
     let t0 = Instant::now();
     let problems = score_targets(params, &mut batch, &halves, method, ws)?;

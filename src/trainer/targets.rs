@@ -2,8 +2,8 @@
 //! generator"; jiacheng-ye/kg_one2set `train_ml.py`, `pykp/utils/io.py`):
 //!
 //! - per document and half (present codes, absent codes), the targets are the half's keyphrases
-//!   (at most N/2) as `words + <eos> + <pad>…` of `max_keyphrase_len` tokens, plus one null target
-//!   `<null> <pad>…` when there are fewer than N/2;
+//!   (at most one per code of the half) as `words + <eos> + <pad>…` of `max_keyphrase_len` tokens,
+//!   plus one null target `<null> <pad>…` when there are fewer;
 //! - each slot's K-step greedy distributions score every target: score[i][j] = Σ_{t<K} P_j,t(target_i[t]).
 //!   For optimal transport nothing is masked (the null target's second step scores `<pad>`); for
 //!   the Hungarian baseline, `<null>` and `<pad>` tokens score 0, as One2Set's `hungarian_assign`
@@ -69,12 +69,16 @@ pub fn half_targets(phrases: &[Vec<u32>], half_slots: usize, len: usize) -> Half
     }
 }
 
-/// The two halves of a document: present codes first.
-pub fn document_targets(e: &TrainExample, num_codes: usize, len: usize) -> [HalfTargets; 2] {
-    let half = num_codes / 2;
+/// The two halves of a document: the `present_codes` present codes first, then the absent ones.
+pub fn document_targets(
+    e: &TrainExample,
+    num_codes: usize,
+    present_codes: usize,
+    len: usize,
+) -> [HalfTargets; 2] {
     [
-        half_targets(&e.present, half, len),
-        half_targets(&e.absent, num_codes - half, len),
+        half_targets(&e.present, present_codes, len),
+        half_targets(&e.absent, num_codes - present_codes, len),
     ]
 }
 
