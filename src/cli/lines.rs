@@ -3,41 +3,12 @@
 //! error; periodic progress lines on stderr.
 
 use std::fs::File;
-use std::io::{BufRead, BufWriter, Write};
+use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::time::Instant;
 
 use crate::error::{KpgError, Result};
-use crate::eval::input::open;
-use crate::records::NumberedLine;
-
-/// Lines of the input (stdin for None or `-`; gzip detected from the content) as UTF-8 strings with
-/// the file's own 1-based line numbers; a line that is not UTF-8 becomes an error item in place;
-/// blank lines are skipped.
-pub(crate) fn input_lines(
-    path: Option<&Path>,
-) -> Result<Box<dyn Iterator<Item = NumberedLine> + Send>> {
-    let reader: Box<dyn BufRead + Send> = match path {
-        Some(p) if p.as_os_str() != "-" => open(p)?,
-        _ => Box::new(std::io::BufReader::new(std::io::stdin())),
-    };
-    let name = path.map_or("<stdin>".to_string(), |p| p.display().to_string());
-    Ok(Box::new(
-        reader
-            .split(b'\n')
-            .map(move |line| {
-                let mut bytes = line.map_err(|e| KpgError::io(&name, e))?;
-                if bytes.last() == Some(&b'\r') {
-                    bytes.pop();
-                }
-                String::from_utf8(bytes)
-                    .map_err(|_| KpgError::InvalidArgument("the record is not valid UTF-8".into()))
-            })
-            .enumerate()
-            .map(|(i, line)| (i + 1, line))
-            .filter(|(_, l)| !matches!(l, Ok(s) if s.trim().is_empty())),
-    ))
-}
+pub(crate) use crate::records::input_lines;
 
 /// Where output lines go: a file or stdout. After the reader of stdout goes away (`| head`),
 /// further lines are dropped without error.

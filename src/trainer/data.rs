@@ -16,17 +16,16 @@
 //! A malformed record is skipped and counted, with its file and line in the first few warnings:
 //! one bad line in 77,000 should not stop a training run.
 
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
 use crate::error::{KpgError, Result};
-use crate::eval::input::open;
 use crate::one2set::candidates::stem_all;
 use crate::one2set::source::SourceIds;
 use crate::one2set::vocab::{Vocab, VocabBuilder, UNK_ID};
 use crate::preprocess::{source_tokens, tokenize};
+use crate::records::input_lines;
 
 /// One2Set's training filter: longer sources are dropped, not cut.
 pub const MAX_TRAIN_SOURCE_TOKENS: usize = 400;
@@ -86,32 +85,22 @@ impl ReadStats {
     }
 }
 
-/// Reads and tokenises every well-formed record of `paths`, skipping malformed ones.
+/// Reads and tokenises every well-formed record of `paths`, skipping malformed ones (a line that
+/// is not UTF-8 or not a record); an I/O error stops the read.
 pub fn read_records(paths: &[PathBuf], stats: &mut ReadStats) -> Result<Vec<TokenizedRecord>> {
     let mut out = Vec::new();
     for path in paths {
-        let mut reader = open(path)?;
-        let mut buf = Vec::new();
-        let mut line = 0usize;
-        loop {
-            buf.clear();
-            let n = reader
-                .read_until(b'\n', &mut buf)
-                .map_err(|e| KpgError::io(path, e))?;
-            if n == 0 {
-                break;
-            }
-            line += 1;
-            let Ok(text) = std::str::from_utf8(&buf) else {
-                stats.records += 1;
-                stats.warn(path, line, "not UTF-8".into());
-                continue;
-            };
-            if text.trim().is_empty() {
-                continue;
-            }
+        for (line, text) in input_lines(Some(path))? {
             stats.records += 1;
-            let record: Record = match serde_json::from_str(text) {
+            let text = match text {
+                Ok(t) => t,
+                Err(e @ KpgError::Io { .. }) => return Err(e),
+                Err(e) => {
+                    stats.warn(path, line, e.to_string());
+                    continue;
+                }
+            };
+            let record: Record = match serde_json::from_str(&text) {
                 Ok(r) => r,
                 Err(e) => {
                     stats.warn(path, line, format!("not a training record: {e}"));
