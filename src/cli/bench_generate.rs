@@ -9,7 +9,7 @@ use std::time::Instant;
 use serde_json::{json, Value};
 
 use super::lines::input_lines;
-use super::{print_line, BenchGenerateArgs};
+use super::{print_line, BenchDocumentsArgs, BenchGenerateArgs};
 use crate::error::{KpgError, Result};
 use crate::one2set::document::{parse_document, GenerateDocument};
 use crate::one2set::{GenerateWorkspace, Generator, PreparedDocument};
@@ -34,15 +34,16 @@ pub(crate) fn synthetic_document(i: usize, words: usize) -> GenerateDocument {
     }
 }
 
-fn read_documents(args: &BenchGenerateArgs) -> Result<Vec<GenerateDocument>> {
+/// The benchmark's documents: `--docs` synthetic ones, or the first `--docs` of `--input`.
+pub(crate) fn bench_documents(args: &BenchDocumentsArgs) -> Result<Vec<GenerateDocument>> {
     let Some(path) = &args.input else {
         return Ok((0..args.docs)
             .map(|i| synthetic_document(i, args.words))
             .collect());
     };
     let mut docs = Vec::new();
-    for (i, (_, line)) in input_lines(Some(path))?.take(args.docs).enumerate() {
-        docs.push(parse_document(&line?, i + 1)?);
+    for (line_no, line) in input_lines(Some(path))?.take(args.docs) {
+        docs.push(parse_document(&line?, line_no)?);
     }
     Ok(docs)
 }
@@ -54,7 +55,7 @@ pub fn bench_generate(args: BenchGenerateArgs) -> Result<i32> {
         ));
     }
     let generator = Generator::load(&args.generator)?;
-    let docs = read_documents(&args)?;
+    let docs = bench_documents(&args.documents)?;
     let mut ws = GenerateWorkspace::default();
     let run = |ws: &mut GenerateWorkspace| -> Result<(Vec<PreparedDocument>, Vec<Value>, usize)> {
         let prepared: Vec<PreparedDocument> = docs
@@ -107,7 +108,7 @@ pub fn bench_generate(args: BenchGenerateArgs) -> Result<i32> {
             "device": "cpu",
             "threads": rayon::current_num_threads(),
             "generator": args.generator,
-            "input": args.input,
+            "input": args.documents.input,
             "docs": docs.len(),
             "batch_docs": args.batch_docs,
             "control_codes": c.num_control_codes,

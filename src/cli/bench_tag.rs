@@ -8,28 +8,16 @@ use std::time::Instant;
 
 use serde_json::json;
 
-use super::bench_generate::synthetic_document;
-use super::lines::input_lines;
+use super::bench_generate::bench_documents;
 use super::{print_line, BenchTagArgs};
 use crate::error::{KpgError, Result};
-use crate::one2set::document::parse_document;
 use crate::pipeline::{Document, Pipeline, PipelineOptions};
 
 fn documents(args: &BenchTagArgs) -> Result<Vec<Document>> {
-    let Some(path) = &args.input else {
-        return Ok((0..args.docs)
-            .map(|i| {
-                let d = synthetic_document(i, args.words);
-                Document::new(d.id, d.title, d.abstract_text)
-            })
-            .collect());
-    };
-    let mut docs = Vec::new();
-    for (line_no, line) in input_lines(Some(path))?.take(args.docs) {
-        let d = parse_document(&line?, line_no)?;
-        docs.push(Document::new(d.id, d.title, d.abstract_text));
-    }
-    Ok(docs)
+    Ok(bench_documents(&args.documents)?
+        .into_iter()
+        .map(|d| Document::new(d.id, d.title, d.abstract_text))
+        .collect())
 }
 
 /// Latency figures in milliseconds: nearest-rank percentiles.
@@ -52,7 +40,7 @@ fn tag_all(pipeline: &Pipeline, docs: &[Document]) -> Result<()> {
 }
 
 pub fn bench_tag(args: BenchTagArgs) -> Result<i32> {
-    if args.batch_docs == 0 || args.threads == 0 || args.docs == 0 {
+    if args.batch_docs == 0 || args.threads == 0 || args.documents.docs == 0 {
         return Err(KpgError::InvalidArgument(
             "--docs, --batch-docs and --threads must be at least 1".into(),
         ));
@@ -117,7 +105,7 @@ pub fn bench_tag(args: BenchTagArgs) -> Result<i32> {
             "threads": rayon::current_num_threads(),
             "generator": args.generator,
             "selector": args.selector,
-            "input": args.input,
+            "input": args.documents.input,
             "docs": n,
             "batch_docs": args.batch_docs,
             "load_seconds": load_s,

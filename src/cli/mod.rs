@@ -202,16 +202,8 @@ pub struct BenchTagArgs {
     /// Selector directory (optional, as for `kpg tag`).
     #[arg(long)]
     pub selector: Option<PathBuf>,
-    /// Number of documents (synthetic unless --input).
-    #[arg(long, default_value_t = 64)]
-    pub docs: usize,
-    /// Words per synthetic abstract.
-    #[arg(long, default_value_t = 150)]
-    pub words: usize,
-    /// Benchmark these documents (JSON lines `{"id", "title", "abstract"}`, .gz allowed) instead
-    /// of synthetic ones; --docs caps how many are read.
-    #[arg(long)]
-    pub input: Option<PathBuf>,
+    #[command(flatten)]
+    pub documents: BenchDocumentsArgs,
     /// Documents per batch, as for `kpg tag`.
     #[arg(long, default_value_t = 32)]
     pub batch_docs: usize,
@@ -222,12 +214,10 @@ pub struct BenchTagArgs {
     pub cache: CacheArgs,
 }
 
+/// The documents a generator benchmark runs on: synthetic ones, or the first of a file.
 #[derive(Args, Debug)]
-pub struct BenchGenerateArgs {
-    /// Generator directory.
-    #[arg(long)]
-    pub generator: PathBuf,
-    /// Number of synthetic documents.
+pub struct BenchDocumentsArgs {
+    /// Number of documents (synthetic unless --input).
     #[arg(long, default_value_t = 64)]
     pub docs: usize,
     /// Words per synthetic abstract.
@@ -237,6 +227,15 @@ pub struct BenchGenerateArgs {
     /// of synthetic ones; --docs caps how many are read.
     #[arg(long)]
     pub input: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchGenerateArgs {
+    /// Generator directory.
+    #[arg(long)]
+    pub generator: PathBuf,
+    #[command(flatten)]
+    pub documents: BenchDocumentsArgs,
     /// Documents decoded together.
     #[arg(long, default_value_t = 32)]
     pub batch_docs: usize,
