@@ -1,6 +1,8 @@
 //! Finite-difference gradient checks, in f64, of every layer of the training model and of the
 //! whole model's `loss_backward` (central differences, h = 1e-6).
 
+mod common;
+
 use kpg::model::one2set_config::One2SetConfig;
 use kpg::train::ops::attention::{
     attention_backward, attention_forward, head0_forward, AttnLayout, Group,
@@ -20,17 +22,7 @@ const H: f64 = 1e-6;
 const RTOL: f64 = 1e-6;
 const ATOL: f64 = 1e-9;
 
-fn rand(n: usize, seed: u64) -> Vec<f64> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
-        })
-        .collect()
-}
+use common::random_vec_f64 as rand;
 
 /// Compares `analytic[i]` with the central difference of `f` in `x[i]` for every i in `which`
 /// (all if None); panics with the worst entry.

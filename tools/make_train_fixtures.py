@@ -17,6 +17,7 @@ import torch
 from safetensors.torch import save_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from make_one2set_fixtures import tensor_specs as specs  # noqa: E402
 from one2set_train_reference import train_loss  # noqa: E402
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures", "train")
@@ -24,41 +25,6 @@ OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "f
 CFG = {"architecture": "one2set", "vocab_size": 30, "d_model": 16, "num_heads": 2, "ffn_dim": 32,
        "encoder_layers": 2, "decoder_layers": 2, "num_control_codes": 4, "num_present_codes": 2,
        "max_keyphrase_len": 6, "max_source_len": 16, "layer_norm_eps": 1e-5, "dtype": "float32"}
-
-
-def specs(c):
-    """kpg::model::one2set::tensor_specs."""
-    d, f = c["d_model"], c["ffn_dim"]
-    out = [("embed.weight", [c["vocab_size"], d])]
-    lin = lambda n, o, i: out.extend([(n + ".weight", [o, i]), (n + ".bias", [o])])
-    norm = lambda n: out.extend([(n + ".weight", [d]), (n + ".bias", [d])])
-    lin("encoder.input_fc", d, d)
-    for i in range(c["encoder_layers"]):
-        p = f"encoder.layer_stacks.{i}"
-        for proj in "qkv":
-            lin(f"{p}.self_attn.{proj}_proj", d, d)
-        lin(f"{p}.self_attn.out_proj", d, d)
-        norm(p + ".attn_layer_norm")
-        norm(p + ".ffn_layer_norm")
-        lin(p + ".ffn.0", f, d)
-        lin(p + ".ffn.3", d, f)
-    norm("encoder.layer_norm")
-    lin("decoder.input_fc", d, d)
-    out.append(("decoder.control_code.weight", [c["num_control_codes"], d]))
-    for i in range(c["decoder_layers"]):
-        p = f"decoder.layer_stacks.{i}"
-        for a in ["self_attn", "encoder_attn"]:
-            for proj in ["q", "k", "v", "out"]:
-                lin(f"{p}.{a}.{proj}_proj", d, d)
-        for n in ["self_attn_layer_norm", "encoder_attn_layer_norm", "final_layer_norm"]:
-            norm(f"{p}.{n}")
-        lin(p + ".ffn.0", f, d)
-        lin(p + ".ffn.3", d, f)
-    norm("decoder.layer_norm")
-    lin("decoder.output_fc", d, d)
-    out.append(("decoder.output_layer.weight", [c["vocab_size"], d]))
-    lin("decoder.p_gen_linear", 1, d)
-    return out
 
 
 def main():

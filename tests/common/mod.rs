@@ -45,16 +45,30 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32)
     );
 }
 
+/// A xorshift64 stream: the source of the random test inputs below.
+fn xorshift(seed: u64) -> impl Iterator<Item = u64> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    std::iter::repeat_with(move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        s
+    })
+}
+
 /// Deterministic pseudo-random values in [-1, 1).
 pub fn random_vec(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-        })
+    xorshift(seed)
+        .take(n)
+        .map(|s| (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0)
+        .collect()
+}
+
+/// Deterministic pseudo-random f64 values in [-1, 1), with all 53 bits of mantissa.
+pub fn random_vec_f64(n: usize, seed: u64) -> Vec<f64> {
+    xorshift(seed)
+        .take(n)
+        .map(|s| (s >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0)
         .collect()
 }
 
