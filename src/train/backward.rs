@@ -49,7 +49,7 @@ pub fn loss_backward<T: Real>(
             "gradients of another model".into(),
         ));
     }
-    let ix = forward(p, batch, ws, &dropout)?;
+    let ix = forward(p, batch, ws, &dropout, false)?;
     let (d, v) = (c.d_model, c.vocab_size);
     let drop = &dropout;
     let tokens = batch.num_tokens();

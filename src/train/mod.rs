@@ -5,8 +5,8 @@
 //! `pykp/decoder/transformer.py`, `pykp/modules/multi_head_attn.py`, `pykp/utils/masked_loss.py`);
 //! `tools/one2set_train_reference.py` is the PyTorch peer the gradients are held to.
 //!
-//! Plain loops and GEMM, all buffers in a [`model::TrainWorkspace`] reused across steps. Time one
-//! step with `cargo run --release --example train_timing`.
+//! Plain loops and GEMM, all buffers in a [`model::TrainWorkspace`] reused across steps. Time a
+//! step, phase by phase, with `kpg bench train`.
 
 pub mod adam;
 mod backward;
@@ -22,6 +22,7 @@ pub use adam::{clip_grad_norm, Adam};
 pub use backward::loss_backward;
 pub use batch::TrainBatch;
 pub use dists::Dists;
+pub(crate) use model::forward_dists_reusing_encoder;
 pub use model::{forward_dists, TrainWorkspace};
 pub use ops::dropout::Dropout;
 pub use params::{Params, Tensor};

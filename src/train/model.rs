@@ -110,8 +110,11 @@ pub struct TrainWorkspace<T> {
     pub(crate) enc: Vec<(AttnCache<T>, FfnCache<T>)>,
     pub(crate) enc_norm: NormCache<T>,
     pub(crate) enc_out: Vec<T>, // [tokens, d]
-    pub(crate) dec_in: Vec<T>,  // [rows, d] sqrt(d)·embed(dec_in), input_fc's input
-    pub(crate) dec_x: Vec<T>,   // [rows, d] residual stream
+    /// The source (`src`, `doc_lens`) whose dropout-free encoder output `enc_out` holds, for
+    /// [`forward_dists_reusing_encoder`]; None after a forward with dropout.
+    pub(crate) enc_source: Option<(Vec<u32>, Vec<usize>)>,
+    pub(crate) dec_in: Vec<T>, // [rows, d] sqrt(d)·embed(dec_in), input_fc's input
+    pub(crate) dec_x: Vec<T>,  // [rows, d] residual stream
     pub(crate) dec: Vec<(AttnCache<T>, AttnCache<T>, FfnCache<T>)>,
     pub(crate) dec_norm: NormCache<T>,
     pub(crate) dec_ln: Vec<T>,          // [rows, d]
@@ -140,17 +143,21 @@ impl<T: Real> TrainWorkspace<T> {
 }
 
 /// The training forward pass up to the output distributions (left in the workspace).
+/// With `reuse_encoder`, the encoder is skipped when the workspace already holds the
+/// dropout-free encoder output of this batch's source (the parameters must be those it was
+/// computed with).
 pub(crate) fn forward<T: Real>(
     p: &Params<T>,
     b: &TrainBatch,
     ws: &mut TrainWorkspace<T>,
     drop: &Dropout,
+    reuse_encoder: bool,
 ) -> Result<Ix> {
     let c = &p.config;
     b.validate(c)?;
     let ix = Ix::new(p);
     let (d, n_codes, steps, heads) = (c.d_model, c.num_control_codes, b.steps, c.num_heads);
-    let (tokens, rows) = (b.num_tokens(), b.num_rows(c));
+    let rows = b.num_rows(c);
     let scale = T::of((d as f64).sqrt());
     if ws.positions.is_none() {
         ws.positions = Some(Positions::new(
@@ -158,7 +165,6 @@ pub(crate) fn forward<T: Real>(
             d,
         ));
     }
-    let pos = ws.positions.as_ref().unwrap();
 
     // Layouts: documents, slots, and each document's slots over its source.
     let mut spans = Vec::with_capacity(b.num_docs());
@@ -197,43 +203,17 @@ pub(crate) fn forward<T: Real>(
         heads,
     );
 
-    // Encoder: x = dropout(input_fc(sqrt(d)·embed(src) + pos)), positions 1.. per document.
-    ws.enc_pos.clear();
-    ws.enc_pos.extend(b.doc_lens.iter().flat_map(|&n| 1..=n));
-    let e = buf(&mut ws.enc_in, tokens * d);
-    embedding_forward(e, &b.src, &p.tensors[ix.embed].data, scale);
-    positions_forward(e, &ws.enc_pos, pos);
-    let (w, bias) = wb(p, ix.enc_input);
-    let x = buf(&mut ws.enc_x, tokens * d);
-    linear_forward(x, &ws.enc_in, w, Some(bias), tokens);
-    dropout_forward(x, drop.site(ENC_INPUT_SITE), 0);
-    ws.enc.resize_with(c.encoder_layers, Default::default);
-    for (l, (a, f)) in ix.enc.iter().enumerate() {
-        let (ca, cf) = {
-            let e = &mut ws.enc[l];
-            (&mut e.0, &mut e.1)
-        };
-        attn_sub_forward(
-            p,
-            a,
-            &mut ws.enc_x,
-            ca,
-            None,
-            &ws.enc_layout,
-            drop,
-            enc_site(l, 0),
-            &mut ws.tmp,
-        );
-        ffn_sub_forward(p, f, &mut ws.enc_x, cf, drop, enc_site(l, 1), &mut ws.tmp);
+    // Encoder, unless this source's dropout-free output is already in the workspace.
+    let encoded = reuse_encoder
+        && !drop.is_on()
+        && ws
+            .enc_source
+            .as_ref()
+            .is_some_and(|(src, lens)| *src == b.src && *lens == b.doc_lens);
+    if !encoded {
+        encoder_forward(p, b, ws, drop, &ix);
     }
-    ws.enc_norm.forward(
-        &mut ws.enc_out,
-        &ws.enc_x,
-        p,
-        ix.enc_norm,
-        d,
-        c.layer_norm_eps,
-    );
+    let pos = ws.positions.as_ref().unwrap();
 
     // Decoder: x = dropout(input_fc(sqrt(d)·embed(dec_in)) + pos[step] + control_code[slot]).
     let e = buf(&mut ws.dec_in, rows * d);
@@ -340,6 +320,58 @@ pub(crate) fn forward<T: Real>(
     Ok(ix)
 }
 
+/// Encoder: x = dropout(input_fc(sqrt(d)·embed(src) + pos)), positions 1.. per document; pre-LN
+/// blocks; the final LayerNorm into `ws.enc_out`.
+fn encoder_forward<T: Real>(
+    p: &Params<T>,
+    b: &TrainBatch,
+    ws: &mut TrainWorkspace<T>,
+    drop: &Dropout,
+    ix: &Ix,
+) {
+    let c = &p.config;
+    let (d, tokens) = (c.d_model, b.num_tokens());
+    let scale = T::of((d as f64).sqrt());
+    let pos = ws.positions.as_ref().expect("made before the encoder runs");
+    ws.enc_pos.clear();
+    ws.enc_pos.extend(b.doc_lens.iter().flat_map(|&n| 1..=n));
+    let e = buf(&mut ws.enc_in, tokens * d);
+    embedding_forward(e, &b.src, &p.tensors[ix.embed].data, scale);
+    positions_forward(e, &ws.enc_pos, pos);
+    let (w, bias) = wb(p, ix.enc_input);
+    let x = buf(&mut ws.enc_x, tokens * d);
+    linear_forward(x, &ws.enc_in, w, Some(bias), tokens);
+    dropout_forward(x, drop.site(ENC_INPUT_SITE), 0);
+    ws.enc.resize_with(c.encoder_layers, Default::default);
+    for (l, (a, f)) in ix.enc.iter().enumerate() {
+        let (ca, cf) = {
+            let e = &mut ws.enc[l];
+            (&mut e.0, &mut e.1)
+        };
+        attn_sub_forward(
+            p,
+            a,
+            &mut ws.enc_x,
+            ca,
+            None,
+            &ws.enc_layout,
+            drop,
+            enc_site(l, 0),
+            &mut ws.tmp,
+        );
+        ffn_sub_forward(p, f, &mut ws.enc_x, cf, drop, enc_site(l, 1), &mut ws.tmp);
+    }
+    ws.enc_norm.forward(
+        &mut ws.enc_out,
+        &ws.enc_x,
+        p,
+        ix.enc_norm,
+        d,
+        c.layer_norm_eps,
+    );
+    ws.enc_source = (!drop.is_on()).then(|| (b.src.clone(), b.doc_lens.clone()));
+}
+
 /// The copy-augmented output distributions of every decoder row (no dropout, nothing kept for a
 /// backward pass), for target assignment.
 pub fn forward_dists<'a, T: Real>(
@@ -347,7 +379,20 @@ pub fn forward_dists<'a, T: Real>(
     batch: &'a TrainBatch,
     ws: &'a mut TrainWorkspace<T>,
 ) -> Result<Dists<'a, T>> {
-    forward(params, batch, ws, &Dropout::OFF)?;
+    forward(params, batch, ws, &Dropout::OFF, false)?;
+    source_order(&mut ws.order, &batch.src_ext, &batch.doc_lens);
+    Ok(Dists::new(ws, batch, params.config.vocab_size))
+}
+
+/// [`forward_dists`], reusing the encoder output of the previous dropout-free forward on this
+/// workspace when the batch's source is the same: the greedy scoring steps of target assignment
+/// decode the same documents twice. The parameters must not have changed in between.
+pub(crate) fn forward_dists_reusing_encoder<'a, T: Real>(
+    params: &Params<T>,
+    batch: &'a TrainBatch,
+    ws: &'a mut TrainWorkspace<T>,
+) -> Result<Dists<'a, T>> {
+    forward(params, batch, ws, &Dropout::OFF, true)?;
     source_order(&mut ws.order, &batch.src_ext, &batch.doc_lens);
     Ok(Dists::new(ws, batch, params.config.vocab_size))
 }

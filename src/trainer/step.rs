@@ -13,7 +13,9 @@ use crate::assign::{assign_batch, OtParams, Problem};
 use crate::error::Result;
 use crate::model::one2set_config::One2SetConfig;
 use crate::one2set::vocab::{BOS_ID, UNK_ID};
-use crate::train::{forward_dists, Params, TrainBatch, TrainWorkspace};
+use crate::train::{
+    forward_dists, forward_dists_reusing_encoder, Params, TrainBatch, TrainWorkspace,
+};
 
 /// A batch with its assigned targets, ready for the loss.
 pub struct PreparedBatch {
@@ -57,12 +59,17 @@ pub fn score_targets(
     let c = &params.config;
     let (n, vocab) = (c.num_control_codes, c.vocab_size);
     let slots = batch.doc_lens.len() * n;
-    // Step 0 reads <bos>; step t reads step t-1's argmax, a copied word as <unk>.
+    // Step 0 reads <bos>; step t reads step t-1's argmax, a copied word as <unk>. The encoder
+    // runs once: later passes decode the same sources with the same parameters.
     let mut inputs: Vec<Vec<u32>> = vec![vec![BOS_ID]; slots];
     for step in 1..ASSIGN_STEPS {
         batch.steps = step;
         batch.dec_in = inputs.iter().flatten().copied().collect();
-        let d = forward_dists(params, batch, ws)?;
+        let d = if step == 1 {
+            forward_dists(params, batch, ws)?
+        } else {
+            forward_dists_reusing_encoder(params, batch, ws)?
+        };
         for (s, input) in inputs.iter_mut().enumerate() {
             let (id, _) = d.argmax(s * step + step - 1);
             input.push(if (id as usize) < vocab { id } else { UNK_ID });
@@ -70,7 +77,7 @@ pub fn score_targets(
     }
     batch.steps = ASSIGN_STEPS;
     batch.dec_in = inputs.iter().flatten().copied().collect();
-    let d = forward_dists(params, batch, ws)?;
+    let d = forward_dists_reusing_encoder(params, batch, ws)?;
     let half = c.num_present_codes;
     let mut problems = Vec::with_capacity(halves.len());
     for (h, targets) in halves.iter().enumerate() {
@@ -138,13 +145,14 @@ pub fn prepare_batch(
 }
 
 /// The loss of a prepared batch without dropout or gradient (validation): Σ weight · −log(P + 1e-8)
-/// and the number of target tokens it is divided by.
+/// and the number of target tokens it is divided by. Reuses the encoder output that
+/// [`prepare_batch`] left in `ws` (same parameters, same sources).
 pub fn batch_loss(
     params: &Params<f32>,
     prepared: &PreparedBatch,
     ws: &mut TrainWorkspace<f32>,
 ) -> Result<(f64, usize)> {
-    let d = forward_dists(params, &prepared.batch, ws)?;
+    let d = forward_dists_reusing_encoder(params, &prepared.batch, ws)?;
     let t = &prepared.targets;
     let sum = t
         .targets
@@ -155,4 +163,60 @@ pub fn batch_loss(
         .map(|(row, (&id, &w))| -(w as f64) * ((d.prob(row, id) as f64) + 1e-8).ln())
         .sum();
     Ok((sum, t.tokens))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synth::one2set::one2set_preset;
+
+    fn batch(src: Vec<u32>, doc_lens: Vec<usize>, n: usize, steps: usize) -> TrainBatch {
+        let docs = doc_lens.len();
+        TrainBatch {
+            src_ext: src.clone(),
+            src,
+            doc_lens,
+            num_oov: vec![0; docs],
+            dec_in: (0..docs * n * steps)
+                .map(|i| [BOS_ID, 9, 10][i % 3])
+                .collect(),
+            steps,
+        }
+    }
+
+    /// Every row's probability of every in-vocabulary id.
+    fn all_probs(d: &crate::train::Dists<f32>, vocab: usize) -> Vec<f32> {
+        (0..d.num_rows())
+            .flat_map(|r| (0..vocab as u32).map(move |id| (r, id)))
+            .map(|(r, id)| d.prob(r, id))
+            .collect()
+    }
+
+    #[test]
+    fn reusing_the_encoder_gives_the_fresh_distributions_and_only_for_the_same_source() {
+        let mut c = one2set_preset("tiny").unwrap();
+        c.vocab_size = 40;
+        let params = Params::<f32>::init(&c, 3);
+        let n = c.num_control_codes;
+        let a = batch(vec![7, 8, 9, 11, 12, 7, 30], vec![4, 3], n, 1);
+        let a2 = batch(a.src.clone(), a.doc_lens.clone(), n, 2);
+        let b2 = batch(vec![20, 21, 22, 23, 24], vec![2, 3], n, 2);
+        let mut fresh_ws = TrainWorkspace::new();
+        let fresh_a2 = all_probs(&forward_dists(&params, &a2, &mut fresh_ws).unwrap(), 40);
+        let fresh_b2 = all_probs(&forward_dists(&params, &b2, &mut fresh_ws).unwrap(), 40);
+
+        let mut ws = TrainWorkspace::new();
+        forward_dists(&params, &a, &mut ws).unwrap();
+        let reused_a2 = all_probs(
+            &forward_dists_reusing_encoder(&params, &a2, &mut ws).unwrap(),
+            40,
+        );
+        assert_eq!(reused_a2, fresh_a2);
+        // Another source: the encoder must run again, not reuse `a`'s output.
+        let reused_b2 = all_probs(
+            &forward_dists_reusing_encoder(&params, &b2, &mut ws).unwrap(),
+            40,
+        );
+        assert_eq!(reused_b2, fresh_b2);
+    }
 }
