@@ -97,6 +97,15 @@ pub enum KpgError {
         reason: String,
     },
 
+    /// A CUDA driver, cuBLAS or kernel-launch failure; `during` says what kpg was doing
+    /// ("uploading tensor `model.layers.3.mlp.up_proj.weight`", "launching rmsnorm_bf16").
+    #[error("CUDA error while {during}: {reason}")]
+    Cuda { during: String, reason: String },
+
+    /// `--device cuda` asked of a binary built without the `cuda` feature, or no usable GPU.
+    #[error("CUDA is not available: {0}")]
+    CudaUnavailable(String),
+
     #[error("{path}, line {line}: {reason}")]
     InputLine {
         path: PathBuf,

@@ -18,6 +18,7 @@ pub mod pipeline;
 pub mod preprocess;
 pub mod records;
 pub mod select;
+pub mod selftest;
 pub mod synth;
 pub mod tokenizer;
 pub mod train;

@@ -15,6 +15,6 @@ fi
     nvidia-cuda-nvcc==13.0.88 nvidia-nvvm==13.0.88 nvidia-cuda-crt==13.0.88 \
     nvidia-cuda-runtime==13.0.96 nvidia-cuda-cccl==13.0.85
 site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-ln -sfn "$PWD/$site/nvidia/cu13" local/cuda
+ln -sfn "$site/nvidia/cu13" local/cuda  # purelib is absolute
 local/cuda/bin/nvcc --version | tail -n 2
 echo "nvcc: $PWD/local/cuda/bin/nvcc"

@@ -3,3 +3,8 @@
 //! from `kernels/`.
 
 pub mod cpu;
+#[cfg(feature = "cuda")]
+pub mod cuda;
+mod device_kind;
+
+pub use device_kind::DeviceKind;

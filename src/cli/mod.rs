@@ -14,6 +14,7 @@ mod lines;
 mod progress;
 mod resume;
 mod select;
+mod selftest;
 mod synth;
 mod tag;
 mod train;
@@ -90,6 +91,9 @@ pub enum Command {
     /// Train a model: `kpg train generator`.
     #[command(subcommand)]
     Train(train::TrainCommand),
+    /// Hold every CUDA kernel, then whole models, to the CPU reference on random inputs; prints a
+    /// table of worst errors and exits 1 when any check fails.
+    Selftest(selftest::SelftestArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -491,6 +495,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Eval(args) => eval::eval(args),
         Command::Train(cmd) => train::run(cmd),
         Command::Tag(args) => tag::tag(args),
+        Command::Selftest(args) => selftest::selftest(args),
     }
 }
 

@@ -1,0 +1,118 @@
+//! Dense matrix products through cuBLAS: bf16 storage, f32 accumulation (`CUBLAS_COMPUTE_32F`).
+//!
+//! kpg keeps activations row-major and weights in PyTorch's `[out, in]` layout, so every linear
+//! layer is `y[m, n] = x[m, k] · w[n, k]ᵀ`. cuBLAS is column-major: the same memory read
+//! column-major is `yᵀ[n, m] = W_cmᵀ · X_cm`, with W_cm the `[k, n]` and X_cm the `[k, m]`
+//! column-major views of `w` and `x`: one `gemm(T, N, n, m, k)`, no copies.
+
+use cudarc::cublas::sys::cublasOperation_t::{CUBLAS_OP_N, CUBLAS_OP_T};
+use cudarc::cublas::{Gemm, GemmConfig, StridedBatchedConfig};
+use cudarc::driver::{DevicePtr, DevicePtrMut};
+use half::bf16;
+
+use crate::backend::cuda::device::{CudaDevice, CudaResultExt};
+use crate::error::{KpgError, Result};
+
+fn check_len(op: &'static str, what: &str, need: usize, got: usize) -> Result<()> {
+    if got < need {
+        return Err(KpgError::Shape {
+            op,
+            expected: format!("{what} of at least {need} elements"),
+            got: got.to_string(),
+        });
+    }
+    Ok(())
+}
+
+fn dim(op: &'static str, n: usize) -> Result<i32> {
+    i32::try_from(n).map_err(|_| KpgError::Shape {
+        op,
+        expected: "dimensions below 2^31".into(),
+        got: n.to_string(),
+    })
+}
+
+/// `y[m, n] = x[m, k] · w[n, k]ᵀ` (+ `beta · y`), bf16 in and out, f32 accumulation.
+pub fn linear_bf16<X, W, Y>(
+    dev: &CudaDevice,
+    y: &mut Y, // [m, n]
+    x: &X,     // [m, k]
+    w: &W,     // [n, k]
+    (m, n, k): (usize, usize, usize),
+    beta: f32,
+) -> Result<()>
+where
+    X: DevicePtr<bf16>,
+    W: DevicePtr<bf16>,
+    Y: DevicePtrMut<bf16>,
+{
+    const OP: &str = "linear_bf16 (cuBLAS)";
+    check_len(OP, "x", m * k, x.len())?;
+    check_len(OP, "w", n * k, w.len())?;
+    check_len(OP, "y", m * n, y.len())?;
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    let cfg = GemmConfig {
+        transa: CUBLAS_OP_T,
+        transb: CUBLAS_OP_N,
+        m: dim(OP, n)?,
+        n: dim(OP, m)?,
+        k: dim(OP, k)?,
+        alpha: bf16::ONE,
+        lda: dim(OP, k)?,
+        ldb: dim(OP, k)?,
+        beta: bf16::from_f32(beta),
+        ldc: dim(OP, n)?,
+    };
+    // SAFETY: the lengths of x, w and y were checked against m, n, k above, and all three live on
+    // the device's stream, which is the cuBLAS handle's stream.
+    unsafe { dev.blas().gemm(cfg, w, x, y) }.during(|| format!("running a {m}x{n}x{k} bf16 GEMM"))
+}
+
+/// `batch` independent products `y_b[m, n] = x_b[m, k] · w_b[n, k]ᵀ`, each operand at a fixed
+/// element stride from the previous one (per-head attention scores, for example).
+#[allow(clippy::too_many_arguments)]
+pub fn linear_bf16_batched<X, W, Y>(
+    dev: &CudaDevice,
+    y: &mut Y, // [batch][m, n] at stride_y
+    x: &X,     // [batch][m, k] at stride_x
+    w: &W,     // [batch][n, k] at stride_w
+    (m, n, k): (usize, usize, usize),
+    batch: usize,
+    (stride_y, stride_x, stride_w): (usize, usize, usize),
+) -> Result<()>
+where
+    X: DevicePtr<bf16>,
+    W: DevicePtr<bf16>,
+    Y: DevicePtrMut<bf16>,
+{
+    const OP: &str = "linear_bf16_batched (cuBLAS)";
+    if batch == 0 || m == 0 || n == 0 {
+        return Ok(());
+    }
+    check_len(OP, "x", (batch - 1) * stride_x + m * k, x.len())?;
+    check_len(OP, "w", (batch - 1) * stride_w + n * k, w.len())?;
+    check_len(OP, "y", (batch - 1) * stride_y + m * n, y.len())?;
+    let cfg = StridedBatchedConfig {
+        gemm: GemmConfig {
+            transa: CUBLAS_OP_T,
+            transb: CUBLAS_OP_N,
+            m: dim(OP, n)?,
+            n: dim(OP, m)?,
+            k: dim(OP, k)?,
+            alpha: bf16::ONE,
+            lda: dim(OP, k)?,
+            ldb: dim(OP, k)?,
+            beta: bf16::ZERO,
+            ldc: dim(OP, n)?,
+        },
+        batch_size: dim(OP, batch)?,
+        stride_a: stride_w as i64,
+        stride_b: stride_x as i64,
+        stride_c: stride_y as i64,
+    };
+    // SAFETY: every operand's extent for the last batch entry was checked above; one stream.
+    unsafe { dev.blas().gemm_strided_batched(cfg, w, x, y) }
+        .during(|| format!("running {batch} batched {m}x{n}x{k} bf16 GEMMs"))
+}

@@ -1,0 +1,12 @@
+//! The CUDA backend (feature `cuda`): the device layer on cudarc, cuBLAS matrix products, and
+//! launchers for the hand-written kernels in `kernels/`. Storage is bf16 with f32 accumulation;
+//! every kernel has a CPU twin in `backend::cpu` (or `assign`, `one2set`) that `kpg selftest`
+//! holds it to.
+
+pub mod convert;
+pub mod device;
+pub mod gemm;
+pub mod scratch;
+
+pub use device::{CudaDevice, CudaResultExt};
+pub use scratch::Scratch;
