@@ -10,10 +10,12 @@ use crate::error::{KpgError, Result};
 pub const DEFAULT_BLOCK_SIZE: usize = 16;
 
 /// How big the cache is, as users think of it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum CacheCapacity {
     Tokens(usize),
     Bytes(usize),
+    /// This share (0..1] of the GPU memory free when the cache is made (CUDA only).
+    FreeGpuShare(f64),
 }
 
 /// Free list and reference counts of the physical blocks.
@@ -104,41 +106,107 @@ impl CacheShape {
 pub struct PagedKvCache {
     shape: CacheShape,
     block_size: usize,
-    k: Vec<Vec<f32>>, // [layers][num_blocks, block_size, num_kv_heads, head_dim]
-    v: Vec<Vec<f32>>, // [layers][num_blocks, block_size, num_kv_heads, head_dim]
+    storage: KvStorage,
     allocator: BlockAllocator,
 }
 
+/// Where the keys and values live; the block bookkeeping above is the same for both.
+enum KvStorage {
+    Host {
+        k: Vec<Vec<f32>>, // [layers][num_blocks, block_size, num_kv_heads, head_dim]
+        v: Vec<Vec<f32>>, // [layers][num_blocks, block_size, num_kv_heads, head_dim]
+    },
+    #[cfg(feature = "cuda")]
+    Device(crate::backend::cuda::kv_cache::DeviceKv),
+}
+
+/// Blocks of `block_size` tokens that `capacity` holds, at `bytes_per_token`.
+fn num_blocks_for(
+    capacity: CacheCapacity,
+    bytes_per_token: usize,
+    block_size: usize,
+    free_gpu_bytes: Option<usize>,
+) -> Result<usize> {
+    if block_size == 0 {
+        return Err(KpgError::InvalidArgument(
+            "block size must be at least 1".into(),
+        ));
+    }
+    let tokens = match capacity {
+        CacheCapacity::Tokens(n) => n,
+        CacheCapacity::Bytes(b) => b / bytes_per_token,
+        CacheCapacity::FreeGpuShare(share) => {
+            let free = free_gpu_bytes.ok_or_else(|| {
+                KpgError::InvalidArgument(
+                    "a KV cache sized as a share of free GPU memory needs --device cuda".into(),
+                )
+            })?;
+            if !(share > 0.0 && share <= 1.0) {
+                return Err(KpgError::InvalidArgument(format!(
+                    "the KV cache's share of free GPU memory must be in (0, 1], got {share}"
+                )));
+            }
+            (free as f64 * share) as usize / bytes_per_token
+        }
+    };
+    let num_blocks = tokens.div_ceil(block_size);
+    if num_blocks == 0 {
+        return Err(KpgError::InvalidArgument(format!(
+            "KV cache capacity {capacity:?} holds no block of {block_size} tokens"
+        )));
+    }
+    Ok(num_blocks)
+}
+
 impl PagedKvCache {
+    /// A cache in host memory (f32), for the CPU backend.
     pub fn new(shape: CacheShape, capacity: CacheCapacity, block_size: usize) -> Result<Self> {
-        if block_size == 0 {
-            return Err(KpgError::InvalidArgument(
-                "block size must be at least 1".into(),
-            ));
-        }
-        let tokens = match capacity {
-            CacheCapacity::Tokens(n) => n,
-            CacheCapacity::Bytes(b) => b / shape.bytes_per_token(),
-        };
-        let num_blocks = tokens.div_ceil(block_size);
-        if num_blocks == 0 {
-            return Err(KpgError::InvalidArgument(format!(
-                "KV cache capacity {capacity:?} holds no block of {block_size} tokens"
-            )));
-        }
+        let num_blocks = num_blocks_for(capacity, shape.bytes_per_token(), block_size, None)?;
         let per_layer = num_blocks * block_size * shape.num_kv_heads * shape.head_dim;
         Ok(PagedKvCache {
             shape,
             block_size,
             // Zeroed allocations come from calloc: pages are only touched when written.
-            k: (0..shape.num_layers)
-                .map(|_| vec![0f32; per_layer])
-                .collect(),
-            v: (0..shape.num_layers)
-                .map(|_| vec![0f32; per_layer])
-                .collect(),
+            storage: KvStorage::Host {
+                k: (0..shape.num_layers)
+                    .map(|_| vec![0f32; per_layer])
+                    .collect(),
+                v: (0..shape.num_layers)
+                    .map(|_| vec![0f32; per_layer])
+                    .collect(),
+            },
             allocator: BlockAllocator::new(num_blocks),
         })
+    }
+
+    /// A cache in GPU memory (bf16), for the CUDA backend.
+    #[cfg(feature = "cuda")]
+    pub fn new_on_device(
+        dev: &std::sync::Arc<crate::backend::cuda::CudaDevice>,
+        shape: CacheShape,
+        capacity: CacheCapacity,
+        block_size: usize,
+    ) -> Result<Self> {
+        let bytes_per_token = shape.bytes_per_token() / 2; // bf16
+        let (free, _) = dev.memory()?;
+        let num_blocks = num_blocks_for(capacity, bytes_per_token, block_size, Some(free))?;
+        let storage =
+            crate::backend::cuda::kv_cache::DeviceKv::new(dev, shape, num_blocks, block_size)?;
+        Ok(PagedKvCache {
+            shape,
+            block_size,
+            storage: KvStorage::Device(storage),
+            allocator: BlockAllocator::new(num_blocks),
+        })
+    }
+
+    /// The GPU storage of a cache made by `new_on_device`.
+    #[cfg(feature = "cuda")]
+    pub fn device_storage(&mut self) -> Option<&mut crate::backend::cuda::kv_cache::DeviceKv> {
+        match &mut self.storage {
+            KvStorage::Device(d) => Some(d),
+            KvStorage::Host { .. } => None,
+        }
     }
 
     pub fn block_size(&self) -> usize {
@@ -198,7 +266,10 @@ impl PagedKvCache {
         for logical in shared {
             let old = table.blocks[logical];
             let new = self.allocator.allocate().expect("counted above");
-            self.copy_block(old, new);
+            if let Err(e) = self.copy_block(old, new) {
+                self.allocator.release(new);
+                return Err(e);
+            }
             self.allocator.release(old);
             table.blocks[logical] = new;
         }
@@ -209,11 +280,28 @@ impl PagedKvCache {
         Ok(())
     }
 
-    fn copy_block(&mut self, from: u32, to: u32) {
+    fn copy_block(&mut self, from: u32, to: u32) -> Result<()> {
         let n = self.block_size * self.shape.num_kv_heads * self.shape.head_dim;
         let (from, to) = (from as usize * n, to as usize * n);
-        for layer in self.k.iter_mut().chain(self.v.iter_mut()) {
-            layer.copy_within(from..from + n, to);
+        match &mut self.storage {
+            KvStorage::Host { k, v } => {
+                for layer in k.iter_mut().chain(v.iter_mut()) {
+                    layer.copy_within(from..from + n, to);
+                }
+                Ok(())
+            }
+            #[cfg(feature = "cuda")]
+            KvStorage::Device(d) => d.copy_range(from, to, n),
+        }
+    }
+
+    fn host(&self) -> (&[Vec<f32>], &[Vec<f32>]) {
+        match &self.storage {
+            KvStorage::Host { k, v } => (k, v),
+            #[cfg(feature = "cuda")]
+            KvStorage::Device(_) => unreachable!(
+                "CPU attention over a GPU cache: a model and a cache of different devices"
+            ),
         }
     }
 
@@ -256,16 +344,24 @@ impl PagedKvCache {
         v: &[f32],              // [tokens, num_kv_heads, head_dim]
     ) {
         let row = self.shape.num_kv_heads * self.shape.head_dim;
+        let (kc, vc) = match &mut self.storage {
+            KvStorage::Host { k, v } => (&mut k[layer], &mut v[layer]),
+            #[cfg(feature = "cuda")]
+            KvStorage::Device(_) => unreachable!(
+                "CPU KV write into a GPU cache: a model and a cache of different devices"
+            ),
+        };
         for (t, &slot) in slot_mapping.iter().enumerate() {
-            self.k[layer][slot * row..(slot + 1) * row].copy_from_slice(&k[t * row..(t + 1) * row]);
-            self.v[layer][slot * row..(slot + 1) * row].copy_from_slice(&v[t * row..(t + 1) * row]);
+            kc[slot * row..(slot + 1) * row].copy_from_slice(&k[t * row..(t + 1) * row]);
+            vc[slot * row..(slot + 1) * row].copy_from_slice(&v[t * row..(t + 1) * row]);
         }
     }
 
     pub fn layer(&self, layer: usize) -> PagedLayer<'_> {
+        let (k, v) = self.host();
         PagedLayer {
-            k: &self.k[layer],
-            v: &self.v[layer],
+            k: &k[layer],
+            v: &v[layer],
             block_size: self.block_size,
             num_kv_heads: self.shape.num_kv_heads,
             head_dim: self.shape.head_dim,

@@ -51,6 +51,11 @@ impl RopeTable {
         }
     }
 
+    /// Inverse frequencies of the rotation pairs (the CUDA kernel takes the same table).
+    pub fn inv_freq(&self) -> &[f32] {
+        &self.inv_freq
+    }
+
     pub fn head_dim(&self) -> usize {
         self.inv_freq.len() * 2
     }

@@ -54,31 +54,42 @@ convert_launcher!(f32_to_bf16, "f32_to_bf16", f32, bf16);
 convert_launcher!(bf16_to_f32, "bf16_to_f32", bf16, f32);
 convert_launcher!(f16_to_bf16, "f16_to_bf16", half::f16, bf16);
 
-/// Uploads one tensor as bf16: bf16 bytes go straight from the memory map; f16 is widened on the
-/// GPU; f32 is narrowed on the host (a checkpoint stored in f32 is small enough for that).
-pub fn upload_bf16(dev: &CudaDevice, view: WeightView<'_>, name: &str) -> Result<CudaSlice<bf16>> {
+/// Uploads one tensor as bf16 into `dst` (exactly its length): bf16 bytes go straight from the
+/// memory map; f16 is widened on the GPU; f32 is narrowed on the host, one tensor at a time.
+pub fn upload_bf16_into(
+    dev: &CudaDevice,
+    view: WeightView<'_>,
+    dst: &mut CudaViewMut<'_, bf16>,
+    name: &str,
+) -> Result<()> {
     let n = view.bytes.len() / view.dtype.size();
-    let what = || format!("tensor `{name}`");
+    if dst.len() != n {
+        return Err(crate::error::KpgError::Shape {
+            op: "uploading a weight",
+            expected: format!("tensor `{name}` of {} elements", dst.len()),
+            got: n.to_string(),
+        });
+    }
+    let what = format!("tensor `{name}`");
+    let stream = dev.stream();
     match view.dtype {
         DType::BF16 => match bytemuck::try_cast_slice::<u8, bf16>(view.bytes) {
-            Ok(host) => dev.upload(host, &what()),
+            Ok(host) => stream.memcpy_htod(host, dst),
             // A safetensors header whose length is not even leaves the data unaligned.
-            Err(_) => dev.upload(
-                &bytemuck::pod_collect_to_vec::<u8, bf16>(view.bytes),
-                &what(),
-            ),
-        },
+            Err(_) => {
+                stream.memcpy_htod(&bytemuck::pod_collect_to_vec::<u8, bf16>(view.bytes), dst)
+            }
+        }
+        .during(|| format!("uploading {what}")),
         DType::F16 => {
             let staged = match bytemuck::try_cast_slice::<u8, half::f16>(view.bytes) {
-                Ok(host) => dev.upload(host, &what())?,
+                Ok(host) => dev.upload(host, &what)?,
                 Err(_) => dev.upload(
                     &bytemuck::pod_collect_to_vec::<u8, half::f16>(view.bytes),
-                    &what(),
+                    &what,
                 )?,
             };
-            let mut out = dev.alloc::<bf16>(n, &what())?;
-            f16_to_bf16(dev, &mut out.as_view_mut(), &staged.as_view(), n)?;
-            Ok(out)
+            f16_to_bf16(dev, dst, &staged.as_view(), n)
         }
         DType::F32 => {
             let host: Vec<bf16> = view
@@ -86,7 +97,17 @@ pub fn upload_bf16(dev: &CudaDevice, view: WeightView<'_>, name: &str) -> Result
                 .chunks_exact(4)
                 .map(|b| bf16::from_f32(f32::from_le_bytes([b[0], b[1], b[2], b[3]])))
                 .collect();
-            dev.upload(&host, &what())
+            stream
+                .memcpy_htod(&host, dst)
+                .during(|| format!("uploading {what}"))
         }
     }
+}
+
+/// Uploads one tensor as bf16 into a new device buffer (see [`upload_bf16_into`]).
+pub fn upload_bf16(dev: &CudaDevice, view: WeightView<'_>, name: &str) -> Result<CudaSlice<bf16>> {
+    let n = view.bytes.len() / view.dtype.size();
+    let mut out = dev.alloc::<bf16>(n, &format!("tensor `{name}`"))?;
+    upload_bf16_into(dev, view, &mut out.slice_mut(..n), name)?;
+    Ok(out)
 }

@@ -7,7 +7,7 @@
 
 use cudarc::cublas::sys::cublasOperation_t::{CUBLAS_OP_N, CUBLAS_OP_T};
 use cudarc::cublas::{Gemm, GemmConfig, StridedBatchedConfig};
-use cudarc::driver::{DevicePtr, DevicePtrMut};
+use cudarc::driver::{CudaView, CudaViewMut, DevicePtr, DevicePtrMut};
 use half::bf16;
 
 use crate::backend::cuda::device::{CudaDevice, CudaResultExt};
@@ -115,4 +115,54 @@ where
     // SAFETY: every operand's extent for the last batch entry was checked above; one stream.
     unsafe { dev.blas().gemm_strided_batched(cfg, w, x, y) }
         .during(|| format!("running {batch} batched {m}x{n}x{k} bf16 GEMMs"))
+}
+
+/// `y[m, n] = x[m, k] · w[n, k]ᵀ` with bf16 operands and an f32 result: the LM head, whose logits
+/// leave the GPU and would otherwise carry a bf16 rounding (3.9e-3 relative) into comparisons.
+pub fn linear_bf16_f32out(
+    dev: &CudaDevice,
+    y: &mut CudaViewMut<'_, f32>, // [m, n]
+    x: &CudaView<'_, bf16>,       // [m, k]
+    w: &CudaView<'_, bf16>,       // [n, k]
+    (m, n, k): (usize, usize, usize),
+) -> Result<()> {
+    use cudarc::cublas::sys::{cublasComputeType_t, cublasGemmAlgo_t, cudaDataType_t};
+    const OP: &str = "linear_bf16_f32out (cuBLAS)";
+    check_len(OP, "x", m * k, x.len())?;
+    check_len(OP, "w", n * k, w.len())?;
+    check_len(OP, "y", m * n, y.len())?;
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    let (alpha, beta) = (1f32, 0f32);
+    let stream = dev.stream();
+    let (w_ptr, _w_sync) = w.device_ptr(stream);
+    let (x_ptr, _x_sync) = x.device_ptr(stream);
+    let (y_ptr, _y_sync) = y.device_ptr_mut(stream);
+    // SAFETY: extents checked above; the handle's stream is the device stream the pointers were
+    // taken on; alpha and beta outlive the call (host pointer mode).
+    unsafe {
+        cudarc::cublas::result::gemm_ex(
+            *dev.blas().handle(),
+            CUBLAS_OP_T,
+            CUBLAS_OP_N,
+            dim(OP, n)?,
+            dim(OP, m)?,
+            dim(OP, k)?,
+            (&alpha) as *const f32 as *const _,
+            w_ptr as *const _,
+            cudaDataType_t::CUDA_R_16BF,
+            dim(OP, k)?,
+            x_ptr as *const _,
+            cudaDataType_t::CUDA_R_16BF,
+            dim(OP, k)?,
+            (&beta) as *const f32 as *const _,
+            y_ptr as *mut _,
+            cudaDataType_t::CUDA_R_32F,
+            dim(OP, n)?,
+            cublasComputeType_t::CUBLAS_COMPUTE_32F,
+            cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
+        )
+    }
+    .during(|| format!("running a {m}x{n}x{k} bf16 GEMM with f32 output"))
 }

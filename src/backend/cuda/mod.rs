@@ -6,6 +6,8 @@
 pub mod convert;
 pub mod device;
 pub mod gemm;
+pub mod kv_cache;
+pub mod llama_ops;
 pub mod scratch;
 
 pub use device::{CudaDevice, CudaResultExt};

@@ -1,7 +1,7 @@
 //! Device scratch buffers that grow on demand and are then reused, the GPU counterpart of the CPU
 //! workspaces: after the first batch of the largest shape, the steady state makes no cudaMalloc.
 
-use cudarc::driver::{CudaSlice, DeviceRepr, ValidAsZeroBits};
+use cudarc::driver::{CudaSlice, CudaView, DeviceRepr, ValidAsZeroBits};
 
 use crate::backend::cuda::device::CudaDevice;
 use crate::error::Result;
@@ -27,9 +27,19 @@ impl<T: DeviceRepr + ValidAsZeroBits> Scratch<T> {
         Ok(self.buf.as_mut().expect("allocated above"))
     }
 
-    /// The buffer as last sized (empty before the first `get`).
-    pub fn current(&self) -> Option<&CudaSlice<T>> {
-        self.buf.as_ref()
+    /// The buffer as last sized by `get`; calling it before `get` is a bug in the caller.
+    pub fn current_mut(&mut self) -> &mut CudaSlice<T> {
+        self.buf
+            .as_mut()
+            .unwrap_or_else(|| panic!("{} used before it was sized", self.what))
+    }
+
+    /// The first `n` elements of the buffer as last sized by `get`.
+    pub fn view(&self, n: usize) -> CudaView<'_, T> {
+        self.buf
+            .as_ref()
+            .unwrap_or_else(|| panic!("{} used before it was sized", self.what))
+            .slice(..n)
     }
 
     pub fn capacity(&self) -> usize {
