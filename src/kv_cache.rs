@@ -393,6 +393,21 @@ mod tests {
         let c = PagedKvCache::new(shape, CacheCapacity::Bytes(128 * 40), 16).unwrap();
         assert_eq!(c.allocator().num_blocks(), 3);
         assert!(PagedKvCache::new(shape, CacheCapacity::Bytes(10), 16).is_err());
+        // A share of free GPU memory means nothing for a host cache.
+        let err = PagedKvCache::new(shape, CacheCapacity::FreeGpuShare(0.5), 16)
+            .err()
+            .expect("refused");
+        assert!(err.to_string().contains("--device cuda"), "{err}");
+    }
+
+    #[test]
+    fn gpu_share_sizes_by_free_memory_and_rejects_bad_shares() {
+        // 1000 bytes free, half of it at 10 bytes a token: 50 tokens, 4 blocks of 16.
+        let n = num_blocks_for(CacheCapacity::FreeGpuShare(0.5), 10, 16, Some(1000)).unwrap();
+        assert_eq!(n, 4);
+        for bad in [0.0, -0.1, 1.5, f64::NAN] {
+            assert!(num_blocks_for(CacheCapacity::FreeGpuShare(bad), 10, 16, Some(1000)).is_err());
+        }
     }
 
     #[test]

@@ -18,12 +18,14 @@ pub fn bench(cmd: BenchCommand) -> Result<i32> {
         BenchCommand::Train(args) => super::bench_train::bench_train(args),
         BenchCommand::Ot(args) => super::bench_ot::bench_ot(args),
         BenchCommand::Tag(args) => super::bench_tag::bench_tag(args),
+        BenchCommand::Prefill(args) => super::bench_prefill::bench_prefill(args),
+        BenchCommand::Ceilings(args) => super::bench_prefill::bench_ceilings(args),
     }
 }
 
 fn bench_select(args: BenchSelectArgs) -> Result<i32> {
-    let opts = args.select.options()?;
-    let selector = Selector::load(&args.selector)?;
+    let opts = args.select.options(args.device)?;
+    let selector = Selector::load_on(&args.selector, args.device)?;
     let docs: Vec<SelectDocument> = (0..args.docs)
         .map(|i| synthetic_document(i, args.words, args.candidates))
         .collect();
@@ -60,7 +62,7 @@ fn bench_select(args: BenchSelectArgs) -> Result<i32> {
     print_line(
         &json!({
             "bench": "select",
-            "device": "cpu",
+            "device": device_name(&selector)?,
             "threads": rayon::current_num_threads(),
             "selector": args.selector,
             "mode": if args.select.rerank { "rerank" } else { "sequence" },
@@ -81,6 +83,17 @@ fn bench_select(args: BenchSelectArgs) -> Result<i32> {
         .to_string(),
     )?;
     Ok(0)
+}
+
+/// "cpu", or the GPU's name and memory.
+fn device_name(selector: &Selector) -> Result<String> {
+    match selector.model.device() {
+        crate::backend::DeviceKind::Cpu => Ok("cpu".into()),
+        #[cfg(feature = "cuda")]
+        crate::backend::DeviceKind::Cuda => crate::backend::cuda::CudaDevice::new(0)?.describe(),
+        #[cfg(not(feature = "cuda"))]
+        crate::backend::DeviceKind::Cuda => unreachable!("no CUDA model in a build without it"),
+    }
 }
 
 /// Writes, per document, the whole token sequence with its label positions and kpg's decisions,

@@ -47,7 +47,9 @@ pub fn bench_tag(args: BenchTagArgs) -> Result<i32> {
     }
     let opts = PipelineOptions {
         batch_docs: args.batch_docs,
-        scheduler: args.cache.scheduler_options()?,
+        scheduler: args
+            .cache
+            .scheduler_options(crate::backend::DeviceKind::Cpu)?,
         ..PipelineOptions::default()
     };
     let start = Instant::now();

@@ -4,6 +4,7 @@
 mod bench;
 mod bench_generate;
 mod bench_ot;
+mod bench_prefill;
 mod bench_tag;
 mod bench_train;
 mod debug;
@@ -109,6 +110,10 @@ pub enum BenchCommand {
     /// The whole pipeline through the library API: throughput, and the latency of one document
     /// per call (p50, p99), alone and with concurrent callers.
     Tag(BenchTagArgs),
+    /// One LLaMA prefill pass over a batch of prompts: tokens/s and TFLOP/s.
+    Prefill(bench_prefill::BenchPrefillArgs),
+    /// The GPU's ceilings, measured: device-to-device copy GB/s and bf16 cuBLAS GEMM TFLOP/s.
+    Ceilings(bench_prefill::BenchCeilingsArgs),
 }
 
 /// Which target assignment to run.
@@ -300,6 +305,10 @@ pub struct BenchSelectArgs {
     /// Write the token programs and kpg's decisions here, for tools/peer_select.py.
     #[arg(long)]
     pub dump: Option<PathBuf>,
+    /// Where the model runs: `cpu` (f32) or `cuda` (bf16 on GPU 0; needs a build with
+    /// `--features cuda`).
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: crate::backend::DeviceKind,
     #[command(flatten)]
     pub select: BenchSelectOptions,
 }
@@ -317,12 +326,16 @@ pub struct BenchSelectOptions {
 /// KV-cache and batching limits of the selection scheduler.
 #[derive(Args, Debug, Clone)]
 pub struct CacheArgs {
-    /// KV-cache capacity in tokens (default: 2 GiB worth).
-    #[arg(long, conflicts_with = "cache_mb")]
+    /// KV-cache capacity in tokens (default: 2 GiB worth on the CPU, --gpu-cache-share on CUDA).
+    #[arg(long, conflicts_with_all = ["cache_mb", "gpu_cache_share"])]
     pub cache_tokens: Option<usize>,
     /// KV-cache capacity in MiB.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "gpu_cache_share")]
     pub cache_mb: Option<usize>,
+    /// With --device cuda: the share of the GPU memory free after loading the weights that the
+    /// KV cache takes (default 0.8; the rest is left for activations and cuBLAS workspaces).
+    #[arg(long)]
+    pub gpu_cache_share: Option<f64>,
     /// Tokens per KV-cache block.
     #[arg(long, default_value_t = DEFAULT_BLOCK_SIZE)]
     pub block_size: usize,
@@ -360,6 +373,10 @@ pub struct SelectArgs {
     /// Rerank: keep this many candidates, the most likely, instead of a threshold.
     #[arg(long, requires = "rerank")]
     pub top_k: Option<usize>,
+    /// Where the model runs: `cpu` (f32) or `cuda` (bf16 on GPU 0; needs a build with
+    /// `--features cuda`).
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: crate::backend::DeviceKind,
     #[command(flatten)]
     pub cache: CacheArgs,
 }
@@ -421,6 +438,10 @@ pub struct ModelInput {
     /// Tokens per KV-cache block.
     #[arg(long, default_value_t = DEFAULT_BLOCK_SIZE)]
     pub block_size: usize,
+    /// Where the model runs: `cpu` (f32) or `cuda` (bf16 on GPU 0; needs a build with
+    /// `--features cuda`).
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: crate::backend::DeviceKind,
 }
 
 #[derive(Args, Debug)]

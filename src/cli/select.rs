@@ -2,18 +2,29 @@
 
 use super::lines::{input_lines, LineSink, Progress};
 use super::{BenchSelectOptions, CacheArgs, SelectArgs};
+use crate::backend::DeviceKind;
 use crate::error::{KpgError, Result};
 use crate::select::run::{select_lines, SelectOptions, SelectSummary};
 use crate::select::scheduler::SchedulerOptions;
 use crate::select::{CandidateOrder, SelectMode, Selector};
 
 impl CacheArgs {
-    pub fn scheduler_options(&self) -> Result<SchedulerOptions> {
-        let cache = match (self.cache_tokens, self.cache_mb) {
-            (Some(t), None) => crate::kv_cache::CacheCapacity::Tokens(t),
-            (None, Some(mb)) => crate::kv_cache::CacheCapacity::Bytes(mb << 20),
-            (None, None) => crate::kv_cache::CacheCapacity::Bytes(2 << 30),
-            (Some(_), Some(_)) => unreachable!("clap: conflicting flags"),
+    pub fn scheduler_options(&self, device: DeviceKind) -> Result<SchedulerOptions> {
+        use crate::kv_cache::CacheCapacity;
+        let cache = match (self.cache_tokens, self.cache_mb, self.gpu_cache_share) {
+            (Some(t), None, None) => CacheCapacity::Tokens(t),
+            (None, Some(mb), None) => CacheCapacity::Bytes(mb << 20),
+            (None, None, Some(share)) if device == DeviceKind::Cuda => {
+                CacheCapacity::FreeGpuShare(share)
+            }
+            (None, None, Some(_)) => {
+                return Err(KpgError::InvalidArgument(
+                    "--gpu-cache-share applies to --device cuda only".into(),
+                ))
+            }
+            (None, None, None) if device == DeviceKind::Cuda => CacheCapacity::FreeGpuShare(0.8),
+            (None, None, None) => CacheCapacity::Bytes(2 << 30),
+            _ => unreachable!("clap: conflicting flags"),
         };
         if self.block_size == 0 || self.max_batch_tokens == 0 {
             return Err(KpgError::InvalidArgument(
@@ -47,13 +58,13 @@ impl SelectArgs {
                 CandidateOrder::Confidence
             },
             mode,
-            scheduler: self.cache.scheduler_options()?,
+            scheduler: self.cache.scheduler_options(self.device)?,
         })
     }
 }
 
 impl BenchSelectOptions {
-    pub fn options(&self) -> Result<SelectOptions> {
+    pub fn options(&self, device: DeviceKind) -> Result<SelectOptions> {
         Ok(SelectOptions {
             order: CandidateOrder::Confidence,
             mode: if self.rerank {
@@ -64,14 +75,14 @@ impl BenchSelectOptions {
             } else {
                 SelectMode::Sequence
             },
-            scheduler: self.cache.scheduler_options()?,
+            scheduler: self.cache.scheduler_options(device)?,
         })
     }
 }
 
 pub fn select(args: SelectArgs) -> Result<i32> {
     let opts = args.options()?;
-    let selector = Selector::load(&args.selector)?;
+    let selector = Selector::load_on(&args.selector, args.device)?;
     let lines = input_lines(args.input.as_deref())?;
     let mut sink = LineSink::open(args.output.as_deref())?;
     let mut progress = Progress::new("select");

@@ -79,7 +79,9 @@ pub fn tag(args: TagArgs) -> Result<i32> {
     let opts = StageOptions {
         threshold: args.threshold,
         batch_docs: args.batch_docs,
-        scheduler: args.cache.scheduler_options()?,
+        scheduler: args
+            .cache
+            .scheduler_options(crate::backend::DeviceKind::Cpu)?,
     };
     if let (Some(out), Some(input)) = (&args.output, &args.input) {
         if same_file(out, input) {

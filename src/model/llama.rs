@@ -14,6 +14,7 @@ use crate::backend::cpu::linear::{linear_forward, LinearScratch};
 use crate::backend::cpu::norm::rmsnorm_forward;
 use crate::backend::cpu::rope::RopeTable;
 use crate::backend::cpu::{convert, simd};
+use crate::backend::DeviceKind;
 use crate::error::{KpgError, Result};
 use crate::kv_cache::{BlockTable, CacheCapacity, CacheShape, PagedKvCache};
 use crate::model::config::LlamaConfig;
@@ -43,6 +44,9 @@ pub struct Llama {
     final_norm: Vec<f32>, // [hidden]
     lm_head: TensorRef,   // [vocab, hidden]; the embedding when tied
     rope: RopeTable,
+    /// The weights on the GPU, when loaded with `--device cuda`; forward passes then run there.
+    #[cfg(feature = "cuda")]
+    cuda: Option<crate::model::llama_cuda::CudaLlama>,
 }
 
 /// Which logits a forward pass computes.
@@ -86,6 +90,8 @@ pub struct LlamaWorkspace {
     token_pos: Vec<u32>,      // [tokens]
     slot_mapping: Vec<usize>, // [tokens]
     linear: LinearScratch,
+    #[cfg(feature = "cuda")]
+    cuda: Option<Box<crate::model::llama_cuda::CudaLlamaWorkspace>>,
 }
 
 fn grow(buf: &mut Vec<f32>, n: usize) -> &mut [f32] {
@@ -98,6 +104,66 @@ fn grow(buf: &mut Vec<f32>, n: usize) -> &mut [f32] {
 impl Llama {
     /// Loads a Hugging Face LLaMA directory: config, memory-mapped weights, optional tokenizer.
     pub fn load(dir: &Path) -> Result<Self> {
+        Self::load_on(dir, DeviceKind::Cpu)
+    }
+
+    /// Loads the model for `device`: on CUDA the weights are uploaded to GPU 0 (bf16) and every
+    /// forward pass runs there.
+    pub fn load_on(dir: &Path, device: DeviceKind) -> Result<Self> {
+        device.require_built()?;
+        #[allow(unused_mut)]
+        let mut model = Self::load_host(dir)?;
+        #[cfg(feature = "cuda")]
+        if device == DeviceKind::Cuda {
+            let dev = crate::backend::cuda::CudaDevice::new(0)?;
+            model.cuda = Some(model.upload(&dev)?);
+        }
+        Ok(model)
+    }
+
+    /// The device the forward passes run on.
+    pub fn device(&self) -> DeviceKind {
+        #[cfg(feature = "cuda")]
+        if self.cuda.is_some() {
+            return DeviceKind::Cuda;
+        }
+        DeviceKind::Cpu
+    }
+
+    #[cfg(feature = "cuda")]
+    fn upload(
+        &self,
+        dev: &std::sync::Arc<crate::backend::cuda::CudaDevice>,
+    ) -> Result<crate::model::llama_cuda::CudaLlama> {
+        use crate::model::llama_cuda::{CudaLlama, HostLayer};
+        let layers: Vec<HostLayer<'_>> = self
+            .layers
+            .iter()
+            .map(|l| HostLayer {
+                input_norm: &l.input_norm,
+                q_proj: &l.q_proj,
+                k_proj: &l.k_proj,
+                v_proj: &l.v_proj,
+                o_proj: &l.o_proj,
+                post_norm: &l.post_norm,
+                gate_proj: &l.gate_proj,
+                up_proj: &l.up_proj,
+                down_proj: &l.down_proj,
+            })
+            .collect();
+        let lm_head = (!self.config.tie_word_embeddings).then_some(&self.lm_head);
+        CudaLlama::upload(
+            dev,
+            &self.files,
+            &layers,
+            &self.embed,
+            lm_head,
+            &self.final_norm,
+            self.rope.inv_freq(),
+        )
+    }
+
+    fn load_host(dir: &Path) -> Result<Self> {
         if !dir.is_dir() {
             return Err(KpgError::MissingFile {
                 path: dir.to_path_buf(),
@@ -164,6 +230,8 @@ impl Llama {
             layers,
             final_norm,
             lm_head,
+            #[cfg(feature = "cuda")]
+            cuda: None,
         })
     }
 
@@ -175,7 +243,17 @@ impl Llama {
         }
     }
 
+    /// A KV cache on the model's device.
     pub fn new_cache(&self, capacity: CacheCapacity, block_size: usize) -> Result<PagedKvCache> {
+        #[cfg(feature = "cuda")]
+        if let Some(g) = &self.cuda {
+            return PagedKvCache::new_on_device(
+                g.device(),
+                self.cache_shape(),
+                capacity,
+                block_size,
+            );
+        }
         PagedKvCache::new(self.cache_shape(), capacity, block_size)
     }
 
@@ -232,6 +310,11 @@ impl Llama {
                 ws.token_pos.push((start + j) as u32);
                 ws.slot_mapping.push(cache.slot(s.table, start + j));
             }
+        }
+
+        #[cfg(feature = "cuda")]
+        if self.cuda.is_some() {
+            return self.forward_cuda(cache, ws, batch, which);
         }
 
         let (hidden, inter) = (c.hidden_size, c.intermediate_size);
@@ -347,6 +430,99 @@ impl Llama {
             &mut ws.linear,
         );
         Ok(&ws.logits[..rows * c.vocab_size])
+    }
+
+    /// The layers and logits on the GPU, for a batch whose metadata `forward` has built.
+    #[cfg(feature = "cuda")]
+    fn forward_cuda<'w>(
+        &self,
+        cache: &mut PagedKvCache,
+        ws: &'w mut LlamaWorkspace,
+        batch: &mut [SeqChunk<'_>],
+        which: LogitRows<'_>,
+    ) -> Result<&'w [f32]> {
+        use crate::model::llama_cuda::{CudaLogits, ForwardBatch};
+        let gpu = self.cuda.as_ref().expect("checked by the caller");
+        let last_rows = || -> Result<Vec<usize>> {
+            let mut end = 0;
+            batch
+                .iter()
+                .map(|s| {
+                    end += s.tokens.len();
+                    end.checked_sub(1).ok_or_else(|| {
+                        KpgError::InvalidArgument(
+                            "a sequence in the batch has no new tokens".into(),
+                        )
+                    })
+                })
+                .collect()
+        };
+        let (rows, pairs) = match which {
+            LogitRows::None => (Vec::new(), Vec::new()),
+            LogitRows::All => ((0..ws.ids.len()).collect(), Vec::new()),
+            LogitRows::Last => (last_rows()?, Vec::new()),
+            LogitRows::LastAmong(ids) => (Vec::new(), self.label_pairs(batch, ids)?),
+        };
+        let tables: Vec<&[u32]> = batch.iter().map(|s| s.table.blocks()).collect();
+        let gws = ws.cuda.get_or_insert_with(Default::default);
+        let result = gpu.forward(
+            &self.config,
+            cache,
+            gws,
+            &ForwardBatch {
+                ids: &ws.ids,
+                token_seq: &ws.token_seq,
+                token_pos: &ws.token_pos,
+                slot_mapping: &ws.slot_mapping,
+                block_tables: &tables,
+            },
+            match which {
+                LogitRows::None => CudaLogits::None,
+                LogitRows::LastAmong(_) => CudaLogits::Labels(&pairs),
+                _ => CudaLogits::Rows(&rows),
+            },
+            &mut ws.logits,
+        );
+        drop(tables);
+        result?;
+        for s in batch.iter_mut() {
+            cache.advance(s.table, s.tokens.len());
+        }
+        Ok(&ws.logits[..])
+    }
+
+    /// `(token row, vocabulary id)` of each wanted label logit, checked as `restricted_head` does.
+    #[cfg(feature = "cuda")]
+    fn label_pairs(&self, batch: &[SeqChunk<'_>], ids: &[&[u32]]) -> Result<Vec<(usize, u32)>> {
+        let c = &self.config;
+        if ids.len() != batch.len() {
+            return Err(KpgError::Shape {
+                op: "restricted LM head",
+                expected: format!("{} id lists (one per sequence)", batch.len()),
+                got: ids.len().to_string(),
+            });
+        }
+        let mut pairs = Vec::new();
+        let mut end = 0;
+        for (chunk, wanted) in batch.iter().zip(ids) {
+            end += chunk.tokens.len();
+            if wanted.is_empty() {
+                continue;
+            }
+            let t = end.checked_sub(1).ok_or_else(|| {
+                KpgError::InvalidArgument("a sequence in the batch has no new tokens".into())
+            })?;
+            for &id in wanted.iter() {
+                if id as usize >= c.vocab_size {
+                    return Err(KpgError::TokenOutOfRange {
+                        id,
+                        vocab_size: c.vocab_size,
+                    });
+                }
+                pairs.push((t, id));
+            }
+        }
+        Ok(pairs)
     }
 
     /// Logits of a few vocabulary ids per sequence at its last token (`LogitRows::LastAmong`).

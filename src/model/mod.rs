@@ -2,6 +2,8 @@
 
 pub mod config;
 pub mod llama;
+#[cfg(feature = "cuda")]
+pub mod llama_cuda;
 pub mod one2set;
 pub mod one2set_config;
 pub mod weights;

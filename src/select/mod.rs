@@ -17,6 +17,7 @@ use document::{Candidate, ScoredCandidate, SelectDocument, Selection};
 use program::{rerank_program, rerank_prompt, selection_program, Program};
 use scheduler::{Decisions, Group};
 
+use crate::backend::DeviceKind;
 use crate::error::{KpgError, Result};
 use crate::model::llama::Llama;
 use crate::tokenizer::Tokenizer;
@@ -52,7 +53,12 @@ pub struct Selector {
 
 impl Selector {
     pub fn load(dir: &Path) -> Result<Self> {
-        let model = Llama::load(dir)?;
+        Self::load_on(dir, DeviceKind::Cpu)
+    }
+
+    /// Loads the selector with its model on `device` (`Llama::load_on`).
+    pub fn load_on(dir: &Path, device: DeviceKind) -> Result<Self> {
+        let model = Llama::load_on(dir, device)?;
         let config = SelectorConfig::from_dir(dir)?;
         let tok = model
             .tokenizer

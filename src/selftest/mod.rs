@@ -10,6 +10,10 @@ pub mod compare;
 pub mod random;
 
 #[cfg(feature = "cuda")]
+mod llama_model;
+#[cfg(feature = "cuda")]
+mod llama_ops;
+#[cfg(feature = "cuda")]
 mod ops;
 
 pub use compare::{compare, CheckResult, Tolerance, BF16, F32};
@@ -31,6 +35,9 @@ pub struct Check {
 pub fn all_checks() -> Vec<Check> {
     let mut checks = Vec::new();
     checks.extend(ops::checks());
+    checks.extend(llama_ops::checks());
+    // Whole models last.
+    checks.extend(llama_model::checks());
     checks
 }
 

@@ -86,6 +86,24 @@ impl CudaDevice {
         }))
     }
 
+    pub fn context(&self) -> &Arc<CudaContext> {
+        &self.ctx
+    }
+
+    /// Milliseconds the work that `f` queues takes on the device stream, timed with CUDA events.
+    pub fn time_ms(&self, f: impl FnOnce() -> Result<()>) -> Result<f32> {
+        let during = || "timing with CUDA events".to_string();
+        // `None` would create events with timing disabled.
+        let timing = Some(cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT);
+        let start = self.ctx.new_event(timing).during(during)?;
+        let end = self.ctx.new_event(timing).during(during)?;
+        start.record(&self.stream).during(during)?;
+        f()?;
+        end.record(&self.stream).during(during)?;
+        end.synchronize().during(during)?;
+        start.elapsed_ms(&end).during(during)
+    }
+
     pub fn stream(&self) -> &Arc<CudaStream> {
         &self.stream
     }
