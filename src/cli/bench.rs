@@ -18,6 +18,7 @@ pub fn bench(cmd: BenchCommand) -> Result<i32> {
         BenchCommand::Train(args) => super::bench_train::bench_train(args),
         BenchCommand::Ot(args) => super::bench_ot::bench_ot(args),
         BenchCommand::Tag(args) => super::bench_tag::bench_tag(args),
+        BenchCommand::Attention(args) => super::bench_attention::bench_attention(args),
     }
 }
 

@@ -2,6 +2,7 @@
 //! arguments into a validated config before doing any work.
 
 mod bench;
+mod bench_attention;
 mod bench_generate;
 mod bench_ot;
 mod bench_tag;
@@ -109,6 +110,9 @@ pub enum BenchCommand {
     /// The whole pipeline through the library API: throughput, and the latency of one document
     /// per call (p50, p99), alone and with concurrent callers.
     Tag(BenchTagArgs),
+    /// The paged attention kernels (decode or prefill) against the device-to-device copy
+    /// ceiling, with CUDA events: seconds, GB/s of keys and values, share of copy bandwidth.
+    Attention(bench_attention::BenchAttentionArgs),
 }
 
 /// Which target assignment to run.
