@@ -20,6 +20,7 @@ pub fn bench(cmd: BenchCommand) -> Result<i32> {
         BenchCommand::Tag(args) => super::bench_tag::bench_tag(args),
         BenchCommand::Prefill(args) => super::bench_prefill::bench_prefill(args),
         BenchCommand::Ceilings(args) => super::bench_prefill::bench_ceilings(args),
+        BenchCommand::Attention(args) => super::bench_attention::bench_attention(args),
     }
 }
 

@@ -2,6 +2,7 @@
 //! arguments into a validated config before doing any work.
 
 mod bench;
+mod bench_attention;
 mod bench_generate;
 mod bench_ot;
 mod bench_prefill;
@@ -114,6 +115,9 @@ pub enum BenchCommand {
     Prefill(bench_prefill::BenchPrefillArgs),
     /// The GPU's ceilings, measured: device-to-device copy GB/s and bf16 cuBLAS GEMM TFLOP/s.
     Ceilings(bench_prefill::BenchCeilingsArgs),
+    /// The paged attention kernels (decode or prefill) against the device-to-device copy
+    /// ceiling, with CUDA events: seconds, GB/s of keys and values, share of copy bandwidth.
+    Attention(bench_attention::BenchAttentionArgs),
 }
 
 /// Which target assignment to run.

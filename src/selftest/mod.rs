@@ -10,6 +10,8 @@ pub mod compare;
 pub mod random;
 
 #[cfg(feature = "cuda")]
+mod attention;
+#[cfg(feature = "cuda")]
 mod llama_model;
 #[cfg(feature = "cuda")]
 mod llama_ops;
@@ -36,6 +38,7 @@ pub fn all_checks() -> Vec<Check> {
     let mut checks = Vec::new();
     checks.extend(ops::checks());
     checks.extend(llama_ops::checks());
+    checks.extend(attention::checks());
     // Whole models last.
     checks.extend(llama_model::checks());
     checks

@@ -3,6 +3,7 @@
 //! every kernel has a CPU twin in `backend::cpu` (or `assign`, `one2set`) that `kpg selftest`
 //! holds it to.
 
+pub mod attention;
 pub mod convert;
 pub mod device;
 pub mod gemm;

@@ -1,0 +1,165 @@
+// Runs CUDA kernels on the CPU, one cooperatively scheduled fiber per CUDA thread, so that a
+// kernel's indexing, masking and warp/CTA synchronisation can be checked without a GPU. Included before
+// the kernel source (g++ -include cuda_emu.h -x c++ kernels/foo.cu). CTAs run one after another,
+// so `__shared__` variables become function statics. A shuffle or barrier reached by only part of
+// a warp or CTA (divergent synchronisation, a real bug on the GPU too) is reported as a deadlock.
+#pragma once
+#include <ucontext.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <vector>
+
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __restrict__
+#define __launch_bounds__(...)
+#define __shared__ static
+
+struct dim3 {
+    unsigned x = 1, y = 1, z = 1;
+};
+struct uint4 {
+    unsigned x, y, z, w;
+};
+inline uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w) { return {x, y, z, w}; }
+
+// The running CUDA thread's indices: set by the scheduler before it resumes a thread.
+inline dim3 threadIdx, blockIdx, blockDim, gridDim;
+
+namespace emu {
+struct Barrier {
+    int size = 0, arrived = 0;
+    uint64_t generation = 0;
+};
+struct Fiber {
+    ucontext_t ctx;
+    std::vector<char> stack;
+    dim3 tid;
+    bool done = false;
+};
+struct Cta {
+    std::vector<Fiber> fibers;
+    Barrier all;
+    std::vector<Barrier> warps;
+    std::vector<uint64_t> slots;  // one per thread, for shuffles
+    ucontext_t scheduler;
+    int current = 0;
+    uint64_t progress = 0;
+    const std::function<void()>* kernel = nullptr;
+};
+inline Cta* cta = nullptr;
+
+inline int flat_tid() { return threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z); }
+
+inline void yield() { swapcontext(&cta->fibers[cta->current].ctx, &cta->scheduler); }
+
+// Waits until every member of `b` has arrived (the last one to arrive releases the others).
+inline void arrive(Barrier& b) {
+    const uint64_t gen = b.generation;
+    ++cta->progress;
+    if (++b.arrived == b.size) {
+        b.arrived = 0;
+        ++b.generation;
+        return;
+    }
+    while (b.generation == gen) yield();
+}
+
+inline void fiber_main() {
+    (*cta->kernel)();
+    cta->fibers[cta->current].done = true;
+    ++cta->progress;
+    // Returning ends the fiber; uc_link brings control back to the scheduler.
+}
+
+template <class T>
+T shfl(unsigned mask, T v, int src_lane) {
+    if (mask != 0xffffffffu) std::abort();  // the kernels here only use full-warp shuffles
+    const int tid = flat_tid(), warp = tid / 32;
+    uint64_t bits = 0;
+    std::memcpy(&bits, &v, sizeof(T));
+    cta->slots[tid] = bits;
+    arrive(cta->warps[warp]);
+    bits = cta->slots[warp * 32 + (src_lane & 31)];
+    arrive(cta->warps[warp]);
+    T r;
+    std::memcpy(&r, &bits, sizeof(T));
+    return r;
+}
+
+// Launches `kernel` (a closure calling the entry point) over the grid, CTA after CTA, the CTA's
+// threads as cooperatively scheduled fibers on this OS thread.
+inline void launch(dim3 grid, dim3 block, const std::function<void()>& kernel) {
+    gridDim = grid;
+    blockDim = block;
+    const int n = block.x * block.y * block.z;
+    if (n % 32 != 0) std::abort();
+    for (unsigned bz = 0; bz < grid.z; ++bz)
+        for (unsigned by = 0; by < grid.y; ++by)
+            for (unsigned bx = 0; bx < grid.x; ++bx) {
+                Cta c;
+                c.kernel = &kernel;
+                c.all.size = n;
+                c.warps.assign(n / 32, Barrier{32, 0, 0});
+                c.slots.assign(n, 0);
+                c.fibers.resize(n);
+                cta = &c;
+                blockIdx = {bx, by, bz};
+                for (int t = 0; t < n; ++t) {
+                    Fiber& f = c.fibers[t];
+                    f.tid = {(unsigned)(t % block.x), (unsigned)(t / block.x % block.y),
+                             (unsigned)(t / (block.x * block.y))};
+                    f.stack.resize(256 * 1024);
+                    getcontext(&f.ctx);
+                    f.ctx.uc_stack.ss_sp = f.stack.data();
+                    f.ctx.uc_stack.ss_size = f.stack.size();
+                    f.ctx.uc_link = &c.scheduler;
+                    makecontext(&f.ctx, fiber_main, 0);
+                }
+                for (;;) {
+                    const uint64_t before = c.progress;
+                    bool alive = false;
+                    for (int t = 0; t < n; ++t) {
+                        if (c.fibers[t].done) continue;
+                        alive = true;
+                        c.current = t;
+                        threadIdx = c.fibers[t].tid;
+                        swapcontext(&c.scheduler, &c.fibers[t].ctx);
+                    }
+                    if (!alive) break;
+                    if (c.progress == before) {
+                        std::fprintf(stderr, "deadlock: CTA (%u,%u,%u) has threads waiting at a "
+                                             "barrier or shuffle others never reach\n", bx, by, bz);
+                        std::abort();
+                    }
+                }
+                cta = nullptr;
+            }
+}
+}  // namespace emu
+
+inline void __syncthreads() { emu::arrive(emu::cta->all); }
+template <class T>
+T __shfl_sync(unsigned mask, T v, int src) { return emu::shfl(mask, v, src); }
+template <class T>
+T __shfl_xor_sync(unsigned mask, T v, int o) {
+    const int lane = emu::flat_tid() % 32;
+    return emu::shfl(mask, v, lane ^ o);
+}
+template <class T>
+T __ldg(const T* p) { return *p; }
+inline float __uint_as_float(unsigned u) {
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+}
+using std::max;
+using std::min;
