@@ -7,6 +7,7 @@ pub mod convert;
 pub mod device;
 pub mod gemm;
 pub mod scratch;
+pub mod sinkhorn;
 
 pub use device::{CudaDevice, CudaResultExt};
 pub use scratch::Scratch;
