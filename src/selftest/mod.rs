@@ -11,6 +11,8 @@ pub mod random;
 
 #[cfg(feature = "cuda")]
 mod ops;
+#[cfg(feature = "cuda")]
+mod sinkhorn;
 
 pub use compare::{compare, CheckResult, Tolerance, BF16, F32};
 
@@ -31,6 +33,7 @@ pub struct Check {
 pub fn all_checks() -> Vec<Check> {
     let mut checks = Vec::new();
     checks.extend(ops::checks());
+    checks.extend(sinkhorn::checks());
     checks
 }
 

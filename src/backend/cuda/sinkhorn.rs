@@ -14,7 +14,9 @@
 //! runs on the GPU.
 
 use cudarc::driver::sys::{CUdevice_attribute, CUfunction_attribute};
-use cudarc::driver::{CudaFunction, CudaView, DeviceRepr, LaunchConfig, PushKernelArg, ValidAsZeroBits};
+use cudarc::driver::{
+    CudaFunction, CudaView, DeviceRepr, LaunchConfig, PushKernelArg, ValidAsZeroBits,
+};
 
 use crate::assign::{OtParams, OtResult, Problem};
 use crate::backend::cuda::device::{CudaDevice, CudaResultExt};
@@ -242,9 +244,19 @@ impl SinkhornWorkspace {
     fn set_layout(&mut self, dev: &CudaDevice, layout: OtLayout) -> Result<()> {
         self.layout = layout;
         let l = &self.layout;
-        upload(dev, &l.score_offsets, &mut self.score_offsets, "OT score offsets")?;
+        upload(
+            dev,
+            &l.score_offsets,
+            &mut self.score_offsets,
+            "OT score offsets",
+        )?;
         upload(dev, &l.row_offsets, &mut self.row_offsets, "OT row offsets")?;
-        upload(dev, &l.col_offsets, &mut self.col_offsets, "OT column offsets")?;
+        upload(
+            dev,
+            &l.col_offsets,
+            &mut self.col_offsets,
+            "OT column offsets",
+        )?;
         upload(dev, &l.has_null, &mut self.has_null, "OT null flags")?;
         upload(dev, &l.block_first, &mut self.block_first, "OT block table")?;
         self.supply.get(dev, l.total_targets())?;
@@ -253,14 +265,18 @@ impl SinkhornWorkspace {
         Ok(())
     }
 
-    /// Fills the outputs with NaN (assignments with -1), so that an element a kernel forgot to
-    /// write shows in a check.
+    /// Fills the outputs with NaN (assignments with -1; after prepare_gather() the scores too),
+    /// so that an element a kernel forgot to write shows in a check.
     pub fn poison(&mut self, dev: &CudaDevice) -> Result<()> {
         let l = &self.layout;
         let (e, r, c) = (l.total_elements(), l.total_targets(), l.total_slots());
         dev.upload_into(&vec![f64::NAN; r], self.supply.get(dev, r)?, "OT supplies")?;
         dev.upload_into(&vec![f64::NAN; e], self.plan.get(dev, e)?, "OT plans")?;
-        dev.upload_into(&vec![-1; c], self.assign.get(dev, c)?, "OT assignments")
+        dev.upload_into(&vec![-1; c], self.assign.get(dev, c)?, "OT assignments")?;
+        if self.gather_shape.is_some() {
+            dev.upload_into(&vec![f64::NAN; e], self.score.get(dev, e)?, "OT scores")?;
+        }
+        Ok(())
     }
 
     /// Looks the kernel up and lets it use the batch's shared memory.
@@ -338,7 +354,12 @@ impl SinkhornWorkspace {
         b.arg(self.has_null.get(dev, 0)?);
         b.arg(self.block_first.get(dev, 0)?);
         b.arg(&e_cap).arg(&r_cap).arg(&c_cap);
-        b.arg(&power).arg(&top_k).arg(&eps).arg(&inv_eps).arg(&log_b).arg(&iters);
+        b.arg(&power)
+            .arg(&top_k)
+            .arg(&eps)
+            .arg(&inv_eps)
+            .arg(&log_b)
+            .arg(&iters);
         // SAFETY: prepare() uploaded the offset tables of this layout and sized every buffer to
         // its totals; the kernel touches problem p only inside [offsets[p], offsets[p + 1]), and
         // each block's shared memory is the layout's maximum, allowed by function() above.
@@ -395,7 +416,12 @@ impl SinkhornWorkspace {
             .collect();
         self.set_layout(dev, OtLayout::new(&shapes)?)?;
         upload(dev, &ids, &mut self.target_ids, "OT target ids")?;
-        upload(dev, &first_row, &mut self.first_row, "OT first decoder rows")?;
+        upload(
+            dev,
+            &first_row,
+            &mut self.first_row,
+            "OT first decoder rows",
+        )?;
         self.score.get(dev, self.layout.total_elements())?;
         self.gather_shape = Some((steps, rows));
         Ok(())
@@ -459,7 +485,12 @@ impl SinkhornWorkspace {
         b.arg(self.has_null.get(dev, 0)?);
         b.arg(self.block_first.get(dev, 0)?);
         b.arg(&e_cap).arg(&r_cap).arg(&c_cap);
-        b.arg(&power).arg(&top_k).arg(&eps).arg(&inv_eps).arg(&log_b).arg(&iters);
+        b.arg(&power)
+            .arg(&top_k)
+            .arg(&eps)
+            .arg(&inv_eps)
+            .arg(&log_b)
+            .arg(&iters);
         // SAFETY: as in launch(); besides, prepare_gather() checked that every decoder row read
         // (first_row + j * steps + k) is below `rows`; the copy rows just uploaded have their
         // attention and source ranges inside these head0 and src_ext, and probs holds rows x
@@ -555,7 +586,11 @@ fn check_dists(d: &DecoderDists<'_>, rows: usize) -> Result<()> {
         if c.head0_at + c.len > d.head0.len() || c.src_at + c.len > d.src_ext.len() {
             return Err(KpgError::Shape {
                 op: "sinkhorn_ot_gather_f32",
-                expected: format!("copy row {r} inside head0 ({}) and src_ext ({})", d.head0.len(), d.src_ext.len()),
+                expected: format!(
+                    "copy row {r} inside head0 ({}) and src_ext ({})",
+                    d.head0.len(),
+                    d.src_ext.len()
+                ),
                 got: format!("{c:?}"),
             });
         }
@@ -590,7 +625,10 @@ mod tests {
         assert_eq!(&l.block_first[..3], &[0, 6, 12]);
         assert_eq!(*l.block_first.last().unwrap(), 20);
         assert_eq!(l.total_slots(), 200);
-        assert_eq!(l.total_targets(), (0..20).map(|k| 1 + k % 10).sum::<usize>());
+        assert_eq!(
+            l.total_targets(),
+            (0..20).map(|k| 1 + k % 10).sum::<usize>()
+        );
         let e: usize = shapes.iter().map(|s| s.0 * s.1).sum();
         assert_eq!(l.total_elements(), e);
         assert_eq!(l.has_null[9], 0);
@@ -606,7 +644,8 @@ mod tests {
 
     #[test]
     fn layout_gives_large_problems_their_own_block() {
-        let l = OtLayout::new(&[(64, 64, false), (3, 5, true), (64, 64, true), (1, 1, false)]).unwrap();
+        let l =
+            OtLayout::new(&[(64, 64, false), (3, 5, true), (64, 64, true), (1, 1, false)]).unwrap();
         assert_eq!(l.block_dim, 64);
         assert_eq!(l.block_first, vec![0, 1, 2, 3, 4]);
         assert_eq!(l.e_cap, 64 * 64);
