@@ -270,6 +270,7 @@ __device__ void ot_block(double* __restrict__ supply,                // [total_t
             sh.col_x[tid] = m;
         }
         __syncthreads();
+#pragma unroll 4  // independent exps: several in flight hide the f64 latency
         for (int f = tid; f < num_e; f += nthreads) {
             const unsigned rc = sh.elem_rc[f];
             const int r = rc >> 16, c = rc & 0xffffu;
@@ -292,6 +293,7 @@ __device__ void ot_block(double* __restrict__ supply,                // [total_t
             sh.row_x[tid] = m;
         }
         __syncthreads();
+#pragma unroll 4  // independent exps: several in flight hide the f64 latency
         for (int f = tid; f < num_e; f += nthreads) {
             const unsigned rc = sh.elem_rc[f];
             const int r = rc >> 16, c = rc & 0xffffu;

@@ -384,12 +384,11 @@ fn gather_check(dev: &CudaDevice) -> Result<Vec<CheckResult>> {
     // ids mix in-vocabulary words, source words and copied (out-of-vocabulary) ones.
     let mut owned_ids = Vec::new();
     let mut shapes = Vec::new();
-    for doc in 0..docs {
+    for (doc, &(src_at, len)) in doc_src.iter().enumerate() {
         for (first, slots) in [(0, present), (present, codes - present)] {
             let real = rng.below(slots + 1);
             let has_null = real < slots;
             let targets = real + usize::from(has_null);
-            let (src_at, len) = doc_src[doc];
             let mut ids = Vec::new();
             for _ in 0..real {
                 for _ in 0..STEPS {
