@@ -36,7 +36,7 @@ def load(name):
 k, c = load("kpg_cuda"), load("kpg_cpu")
 t64, t32, npy = load("torch_f64"), load("torch_f32"), load("numpy")
 kp = k["problems_per_s"]
-bar = "  (bar 50x)" if tag.endswith("11x10") else ""
+bar = " (bar 50x)" if tag.endswith("11x10") else ""
 print(
     f"ot {tag}: kpg cuda {kp:.3g} problems/s (kernel median; {k['problems_per_s_with_transfers']:.3g} "
     f"with transfers; {100 * k['floor_share']:.2g}% of the memory-bound floor at "
