@@ -7,8 +7,9 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{print_line, DebugOtArgs};
+use super::{print_line, AssignMethodArg, DebugOtArgs};
 use crate::assign::{assign_batch, Assignment, OtParams, Problem};
+use crate::backend::DeviceKind;
 use crate::error::{KpgError, Result};
 
 /// The JSON input: parameters (optional, the reference values otherwise) and problems.
@@ -59,6 +60,23 @@ pub(crate) fn flatten(index: usize, p: &InputProblem) -> Result<(Vec<f64>, usize
     Ok((p.score.concat(), p.score.len(), slots))
 }
 
+/// The OT assignment on the GPU (kernels/sinkhorn.cu).
+#[cfg(feature = "cuda")]
+fn ot_cuda(gpu: usize, problems: &[Problem], params: &OtParams) -> Result<Vec<Assignment>> {
+    use crate::backend::cuda::{sinkhorn, CudaDevice};
+    let dev = CudaDevice::new(gpu)?;
+    let mut ws = sinkhorn::SinkhornWorkspace::default();
+    Ok(sinkhorn::ot_batch_cuda(&dev, problems, params, &mut ws)?
+        .into_iter()
+        .map(Assignment::Ot)
+        .collect())
+}
+
+#[cfg(not(feature = "cuda"))]
+fn ot_cuda(_: usize, _: &[Problem], _: &OtParams) -> Result<Vec<Assignment>> {
+    unreachable!("require_built refuses cuda in a build without the feature")
+}
+
 fn read_input(path: &Path) -> Result<OtInput> {
     let text = std::fs::read_to_string(path).map_err(|e| KpgError::io(path, e))?;
     serde_json::from_str(&text).map_err(|source| KpgError::Json {
@@ -86,7 +104,16 @@ pub fn debug_ot(args: DebugOtArgs) -> Result<i32> {
             has_null: p.has_null,
         })
         .collect();
-    let results = assign_batch(&problems, args.method.into(), &params)?;
+    let results = match args.device.require_built()? {
+        DeviceKind::Cpu => assign_batch(&problems, args.method.into(), &params)?,
+        DeviceKind::Cuda if args.method != AssignMethodArg::Ot => {
+            return Err(KpgError::InvalidArgument(
+                "--device cuda solves the OT assignment only; use --method ot or --device cpu"
+                    .into(),
+            ))
+        }
+        DeviceKind::Cuda => ot_cuda(args.gpu, &problems, &params)?,
+    };
     let results: Vec<serde_json::Value> = results
         .iter()
         .zip(&problems)

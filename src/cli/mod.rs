@@ -4,12 +4,12 @@
 mod bench;
 mod bench_attention;
 mod bench_generate;
-mod bench_ot;
+pub(crate) mod bench_ot;
 mod bench_prefill;
 mod bench_tag;
 mod bench_train;
 mod debug;
-mod debug_ot;
+pub(crate) mod debug_ot;
 mod eval;
 mod generate;
 mod lines;
@@ -165,6 +165,16 @@ pub struct BenchOtArgs {
     /// Write the problems here in `kpg debug ot`'s input format, for tools/peer_ot.py.
     #[arg(long)]
     pub dump: Option<PathBuf>,
+    /// Where to solve: `cpu` (rayon threads) or `cuda` (one launch per batch, OT only).
+    ///
+    /// With `cuda`, the figure is the median kernel time of --repeats runs (CUDA events, after a
+    /// warm-up), besides the time with host-device transfers, and the share of the memory-bound
+    /// floor (bytes in and out at the bandwidth of a large device-to-device copy in the same run).
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: crate::backend::DeviceKind,
+    /// GPU ordinal (with --device cuda).
+    #[arg(long, default_value_t = 0)]
+    pub gpu: usize,
 }
 
 #[derive(Args, Debug)]
@@ -410,6 +420,12 @@ pub struct DebugOtArgs {
     /// Assignment method.
     #[arg(long, value_enum, default_value = "ot")]
     pub method: AssignMethodArg,
+    /// Where to solve: `cpu` or `cuda` (OT only; the same output, from kernels/sinkhorn.cu).
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: crate::backend::DeviceKind,
+    /// GPU ordinal (with --device cuda).
+    #[arg(long, default_value_t = 0)]
+    pub gpu: usize,
 }
 
 #[derive(Args, Debug)]

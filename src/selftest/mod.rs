@@ -17,6 +17,8 @@ mod llama_model;
 mod llama_ops;
 #[cfg(feature = "cuda")]
 mod ops;
+#[cfg(feature = "cuda")]
+mod sinkhorn;
 
 pub use compare::{compare, CheckResult, Tolerance, BF16, F32};
 
@@ -39,6 +41,7 @@ pub fn all_checks() -> Vec<Check> {
     checks.extend(ops::checks());
     checks.extend(llama_ops::checks());
     checks.extend(attention::checks());
+    checks.extend(sinkhorn::checks());
     // Whole models last.
     checks.extend(llama_model::checks());
     checks

@@ -10,6 +10,7 @@ pub mod gemm;
 pub mod kv_cache;
 pub mod llama_ops;
 pub mod scratch;
+pub mod sinkhorn;
 
 pub use device::{CudaDevice, CudaResultExt};
 pub use scratch::Scratch;
