@@ -6,6 +6,9 @@
 pub mod convert;
 pub mod device;
 pub mod gemm;
+pub mod one2set_attention;
+pub mod one2set_finish;
+pub mod one2set_layers;
 pub mod scratch;
 
 pub use device::{CudaDevice, CudaResultExt};
