@@ -10,6 +10,10 @@ pub mod compare;
 pub mod random;
 
 #[cfg(feature = "cuda")]
+mod one2set;
+#[cfg(feature = "cuda")]
+mod one2set_generator;
+#[cfg(feature = "cuda")]
 mod ops;
 
 pub use compare::{compare, CheckResult, Tolerance, BF16, F32};
@@ -31,6 +35,7 @@ pub struct Check {
 pub fn all_checks() -> Vec<Check> {
     let mut checks = Vec::new();
     checks.extend(ops::checks());
+    checks.extend(one2set::checks());
     checks
 }
 
