@@ -62,6 +62,14 @@ pub fn encoder_attention_forward(
     if packed.docs == 0 || packed.max_len == 0 {
         return Ok(());
     }
+    if packed.docs > 65_535 {
+        // Documents are the grid's z dimension.
+        return Err(KpgError::Shape {
+            op: OP,
+            expected: "at most 65535 documents per batch".into(),
+            got: packed.docs.to_string(),
+        });
+    }
     let f = dev.function("one2set_encoder_attention", name)?;
     let heads_i = int(OP, num_heads)?;
     let scale = 1.0 / (head_dim as f32).sqrt();
