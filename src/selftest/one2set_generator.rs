@@ -94,11 +94,10 @@ fn compare_slot(
         }
         probs.0.push(gpu.probs[t]);
         probs.1.push(cpu.probs[t]);
+        // The word an <unk> stands for is the attention's argmax, which can nearly tie too (the
+        // finish check holds the argmax itself exactly): the phrase may differ from here on.
         if cpu.attn_argmax[t] != gpu.attn_argmax[t] && a == crate::one2set::vocab::UNK_ID {
-            return Err(format!(
-                "step {t}: <unk> copied from position {} on the cpu, {} on the gpu",
-                cpu.attn_argmax[t], gpu.attn_argmax[t]
-            ));
+            return Ok(true);
         }
     }
     Ok(false)
@@ -164,12 +163,15 @@ pub fn generator_check(dev: &CudaDevice) -> Result<Vec<CheckResult>> {
                     same_docs += 1;
                 }
             }
-            let name = format!("one2set generator {preset} ({label})");
-            let mut row = CheckResult::exact(format!("{name}: candidates"), docs.len(), failure);
-            if row.passed {
-                row.detail = format!("{same_docs} documents identical, {ties} cut by near ties");
+            if same_docs == 0 {
+                failure.get_or_insert("every document was cut by near ties".into());
             }
-            rows.push(row);
+            let name = format!("one2set generator {preset} ({label})");
+            rows.push(CheckResult::exact(
+                format!("{name}: candidates, {same_docs} same, {ties} near ties"),
+                docs.len(),
+                failure,
+            ));
             rows.push(compare(format!("{name}: confidences"), &got, &want, BF16));
         }
         let _ = std::fs::remove_dir_all(&dir);
