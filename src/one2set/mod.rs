@@ -16,6 +16,8 @@ pub mod candidates;
 pub mod cuda_decode;
 #[cfg(feature = "cuda")]
 pub mod cuda_model;
+#[cfg(feature = "cuda")]
+pub mod cuda_weights;
 pub mod decode;
 pub mod document;
 pub mod run;
