@@ -3,8 +3,8 @@
 // input sum. The residual stream `x` stays in f32 (it is summed into 12+ times per token, and bf16
 // would drift past the selftest tolerance); GEMM inputs and outputs are bf16.
 //
-// Row kernels: grid: rows  block: 128 threads, a block per row, threads striding over the row.
-// Element-wise kernels: grid: ceil(n / 256)  block: 256 threads, one element a thread.
+// grid: rows  block: 128 threads, a block per row, threads striding over the row (a block per row
+// rather than a flat index, so that no thread divides a 64-bit index to find its column).
 #include "common.cuh"
 
 // out[r] = bf16(scale * embed[ids[r]] + pos_table[positions[r]]); positions[r] < 0 adds nothing
@@ -51,29 +51,31 @@ extern "C" __global__ void one2set_layernorm_bf16(
         o[c] = to_bf16((xr[c] - mean) * inv * weight[c] + bias[c]);
 }
 
-// y[i] += bias[i % n], then ReLU when `relu` is set; in place on a GEMM output.
+// y[r] += bias, then ReLU when `relu` is set; in place on a GEMM output.
 extern "C" __global__ void one2set_bias_bf16(
     bf16* __restrict__ y,           // [rows, n]
     const float* __restrict__ bias, // [n]
-    long long total, int n, int relu) {
-    const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= total) return;
-    float v = to_float(y[i]) + bias[i % n];
-    if (relu) v = fmaxf(v, 0.f);
-    y[i] = to_bf16(v);
+    int n, int relu) {
+    bf16* row = y + (long long)blockIdx.x * n;
+    for (int c = threadIdx.x; c < n; c += blockDim.x) {
+        float v = to_float(row[c]) + bias[c];
+        if (relu) v = fmaxf(v, 0.f);
+        row[c] = to_bf16(v);
+    }
 }
 
-// x[i] = (accumulate ? x[i] : 0) + y[i] + bias[i % d]: a sub-block's output projection joins the
+// x[r] = (accumulate ? x[r] : 0) + y[r] + bias: a sub-block's output projection joins the
 // residual stream (accumulate = 1), or input_fc starts it (accumulate = 0).
 extern "C" __global__ void one2set_residual_bf16(
     float* __restrict__ x,          // [rows, d]
     const bf16* __restrict__ y,     // [rows, d]
     const float* __restrict__ bias, // [d]
-    long long total, int d, int accumulate) {
-    const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= total) return;
-    const float base = accumulate ? x[i] : 0.f;
-    x[i] = base + to_float(y[i]) + bias[i % d];
+    int d, int accumulate) {
+    const long long at = (long long)blockIdx.x * d;
+    for (int c = threadIdx.x; c < d; c += blockDim.x) {
+        const float base = accumulate ? x[at + c] : 0.f;
+        x[at + c] = base + to_float(y[at + c]) + bias[c];
+    }
 }
 
 // The decoder's input at step t: x[r] = input_fc(...)[r] + bias + pos_table[t] + codes[slot % N].
@@ -84,11 +86,9 @@ extern "C" __global__ void one2set_decoder_input_bf16(
     const float* __restrict__ pos_row,  // [d] position `step`
     const float* __restrict__ codes,    // [num_codes, d] control codes
     const int* __restrict__ slots,      // [rows] document * num_codes + code
-    long long total, int d, int num_codes) {
-    const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= total) return;
-    const long long r = i / d;
-    const int c = (int)(i % d);
-    const int code = slots[r] % num_codes;
-    x[i] = to_float(y[i]) + bias[c] + pos_row[c] + codes[(long long)code * d + c];
+    int d, int num_codes) {
+    const long long at = (long long)blockIdx.x * d;
+    const float* code = codes + (long long)(slots[blockIdx.x] % num_codes) * d;
+    for (int c = threadIdx.x; c < d; c += blockDim.x)
+        x[at + c] = to_float(y[at + c]) + bias[c] + pos_row[c] + code[c];
 }

@@ -11,7 +11,6 @@ use crate::error::{KpgError, Result};
 
 const MODULE: &str = "one2set_layers";
 const ROW_THREADS: u32 = 128;
-const ELEMENT_THREADS: u32 = 256;
 
 /// Fails with a shape error naming `what` when a buffer is shorter than `need`.
 pub(crate) fn need(op: &'static str, what: &str, need: usize, got: usize) -> Result<()> {
@@ -38,14 +37,6 @@ fn rows_cfg(rows: usize) -> LaunchConfig {
     LaunchConfig {
         grid_dim: (rows as u32, 1, 1),
         block_dim: (ROW_THREADS, 1, 1),
-        shared_mem_bytes: 0,
-    }
-}
-
-fn elements_cfg(n: usize) -> LaunchConfig {
-    LaunchConfig {
-        grid_dim: (n.div_ceil(ELEMENT_THREADS as usize) as u32, 1, 1),
-        block_dim: (ELEMENT_THREADS, 1, 1),
         shared_mem_bytes: 0,
     }
 }
@@ -126,16 +117,15 @@ pub fn bias_forward(
     const OP: &str = "one2set_bias_bf16";
     need(OP, "y", rows * n, y.len())?;
     need(OP, "bias", n, bias.len())?;
-    let total = rows * n;
-    if total == 0 {
+    if rows == 0 || n == 0 {
         return Ok(());
     }
     let f = dev.function(MODULE, OP)?;
-    let (total_i, n_i, relu_i) = (total as i64, int(OP, n)?, relu as i32);
+    let (n_i, relu_i) = (int(OP, n)?, relu as i32);
     let mut l = dev.stream().launch_builder(&f);
-    l.arg(y).arg(bias).arg(&total_i).arg(&n_i).arg(&relu_i);
-    // SAFETY: y holds rows·n elements and bias n (checked above).
-    unsafe { l.launch(elements_cfg(total)) }.during(|| format!("launching {OP} on {rows}x{n}"))?;
+    l.arg(y).arg(bias).arg(&n_i).arg(&relu_i);
+    // SAFETY: y holds rows·n elements and bias n (checked above); a block per row.
+    unsafe { l.launch(rows_cfg(rows)) }.during(|| format!("launching {OP} on {rows}x{n}"))?;
     Ok(())
 }
 
@@ -152,21 +142,15 @@ pub fn residual_forward(
     need(OP, "x", rows * d, x.len())?;
     need(OP, "y", rows * d, y.len())?;
     need(OP, "bias", d, bias.len())?;
-    let total = rows * d;
-    if total == 0 {
+    if rows == 0 || d == 0 {
         return Ok(());
     }
     let f = dev.function(MODULE, OP)?;
-    let (total_i, d_i, acc_i) = (total as i64, int(OP, d)?, accumulate as i32);
+    let (d_i, acc_i) = (int(OP, d)?, accumulate as i32);
     let mut l = dev.stream().launch_builder(&f);
-    l.arg(x)
-        .arg(y)
-        .arg(bias)
-        .arg(&total_i)
-        .arg(&d_i)
-        .arg(&acc_i);
-    // SAFETY: x and y hold rows·d elements and bias d (checked above).
-    unsafe { l.launch(elements_cfg(total)) }.during(|| format!("launching {OP} on {rows}x{d}"))?;
+    l.arg(x).arg(y).arg(bias).arg(&d_i).arg(&acc_i);
+    // SAFETY: x and y hold rows·d elements and bias d (checked above); a block per row.
+    unsafe { l.launch(rows_cfg(rows)) }.during(|| format!("launching {OP} on {rows}x{d}"))?;
     Ok(())
 }
 
@@ -189,12 +173,11 @@ pub fn decoder_input_forward(
     need(OP, "pos_row", d, pos_row.len())?;
     need(OP, "codes", num_codes * d, codes.len())?;
     need(OP, "slots", rows, slots.len())?;
-    let total = rows * d;
-    if total == 0 {
+    if rows == 0 || d == 0 {
         return Ok(());
     }
     let f = dev.function(MODULE, OP)?;
-    let (total_i, d_i, codes_i) = (total as i64, int(OP, d)?, int(OP, num_codes.max(1))?);
+    let (d_i, codes_i) = (int(OP, d)?, int(OP, num_codes.max(1))?);
     let mut l = dev.stream().launch_builder(&f);
     l.arg(x)
         .arg(y)
@@ -202,11 +185,10 @@ pub fn decoder_input_forward(
         .arg(pos_row)
         .arg(codes)
         .arg(slots)
-        .arg(&total_i)
         .arg(&d_i)
         .arg(&codes_i);
     // SAFETY: x, y hold rows·d elements, slots rows, codes num_codes·d (checked above); slot %
     // num_codes indexes codes within bounds.
-    unsafe { l.launch(elements_cfg(total)) }.during(|| format!("launching {OP} on {rows}x{d}"))?;
+    unsafe { l.launch(rows_cfg(rows)) }.during(|| format!("launching {OP} on {rows}x{d}"))?;
     Ok(())
 }
