@@ -1,5 +1,7 @@
 //! `kpg bench generate`: One2Set generation throughput (documents/s, slots/s) on synthetic or given
-//! documents, timed from text to ranked candidates (preprocessing included). `--dump` writes the
+//! documents, timed from text to ranked candidates (preprocessing included) and, on its own, the
+//! decoding (`decode_seconds`); with the workload's FLOPs and bytes ([`Workload`]) for the floor.
+//! `--device cuda` decodes on the GPU. `--dump` writes the
 //! documents with their source tokens and kpg's candidates, so that the PyTorch peer
 //! (`tools/peer_generate.py`) runs exactly the same inputs and checks that it gets the same output.
 
@@ -10,8 +12,11 @@ use serde_json::{json, Value};
 
 use super::lines::input_lines;
 use super::{print_line, BenchDocumentsArgs, BenchGenerateArgs};
+use crate::backend::DeviceKind;
 use crate::error::{KpgError, Result};
+use crate::one2set::candidates::document_candidates;
 use crate::one2set::document::{parse_document, GenerateDocument};
+use crate::one2set::workload::Workload;
 use crate::one2set::{GenerateWorkspace, Generator, PreparedDocument};
 use crate::preprocess::source_tokens;
 use crate::select::document::WORDS;
@@ -54,45 +59,57 @@ pub fn bench_generate(args: BenchGenerateArgs) -> Result<i32> {
             "--batch-docs and --repeats must be at least 1".into(),
         ));
     }
+    args.device.require_built()?;
     let generator = Generator::load(&args.generator)?;
     let docs = bench_documents(&args.documents)?;
-    let mut ws = GenerateWorkspace::default();
-    let run = |ws: &mut GenerateWorkspace| -> Result<(Vec<PreparedDocument>, Vec<Value>, usize)> {
+    let mut ws = GenerateWorkspace::for_device(&generator, args.device, args.gpu)?;
+    let c = &generator.model.config;
+    let vocab_size = c.vocab_size;
+    // One run: text to ranked candidates, with the decoding (encoder and all steps, from prepared
+    // documents to every slot's tokens) timed on its own, the part the GPU does and the part the
+    // PyTorch peer's documents/s measures.
+    let run = |ws: &mut GenerateWorkspace| -> Result<Run> {
+        let start = Instant::now();
         let prepared: Vec<PreparedDocument> = docs
             .iter()
             .map(|d| generator.prepare(&d.title, &d.abstract_text))
             .collect();
-        let mut out = Vec::with_capacity(docs.len());
-        let mut slot_steps = 0;
+        let mut r = Run::default();
         for batch in prepared.chunks(args.batch_docs) {
             let refs: Vec<&PreparedDocument> = batch.iter().collect();
-            for c in generator.generate(&refs, ws)? {
-                out.push(serde_json::to_value(&c).expect("plain values"));
+            let t = Instant::now();
+            let slots = generator.decode(&refs, ws)?;
+            r.decode_seconds += t.elapsed().as_secs_f64();
+            let lens: Vec<usize> = refs.iter().map(|d| d.source.len()).collect();
+            r.workload.add_batch(&generator.model.config, &lens, &slots);
+            for (d, s) in refs.iter().zip(&slots) {
+                let c = document_candidates(s, &generator.vocab, vocab_size, &d.source, &d.stemmed);
+                r.candidates
+                    .push(serde_json::to_value(&c).expect("plain values"));
             }
-            slot_steps += ws.slot_steps();
         }
-        Ok((prepared, out, slot_steps))
+        r.seconds = start.elapsed().as_secs_f64();
+        Ok(r)
     };
     // Warm-up: page in the weights, grow the workspace.
-    let (_, candidates, slot_steps) = run(&mut ws)?;
-    let mut best = f64::INFINITY;
+    let first = run(&mut ws)?;
+    let (mut best, mut best_decode) = (f64::INFINITY, f64::INFINITY);
     for _ in 0..args.repeats {
-        let start = Instant::now();
-        run(&mut ws)?;
-        best = best.min(start.elapsed().as_secs_f64());
+        let r = run(&mut ws)?;
+        best = best.min(r.seconds);
+        best_decode = best_decode.min(r.decode_seconds);
     }
     if let Some(path) = &args.dump {
         let mut f = std::io::BufWriter::new(
             std::fs::File::create(path).map_err(|e| KpgError::io(path, e))?,
         );
-        for (d, c) in docs.iter().zip(&candidates) {
+        for (d, c) in docs.iter().zip(&first.candidates) {
             let line = json!({"id": d.id, "tokens": source_tokens(&d.title, &d.abstract_text),
                 "candidates": c});
             writeln!(f, "{line}").map_err(|e| KpgError::io(path, e))?;
         }
         f.flush().map_err(|e| KpgError::io(path, e))?;
     }
-    let c = &generator.model.config;
     let n = docs.len() as f64;
     let source_tokens: usize = docs
         .iter()
@@ -102,10 +119,11 @@ pub fn bench_generate(args: BenchGenerateArgs) -> Result<i32> {
                 .min(c.max_source_len)
         })
         .sum();
+    let w = &first.workload;
     print_line(
         &json!({
             "bench": "generate",
-            "device": "cpu",
+            "device": match args.device { DeviceKind::Cpu => "cpu", DeviceKind::Cuda => "cuda" },
             "threads": rayon::current_num_threads(),
             "generator": args.generator,
             "input": args.documents.input,
@@ -116,11 +134,23 @@ pub fn bench_generate(args: BenchGenerateArgs) -> Result<i32> {
             "seconds": best,
             "documents_per_s": n / best,
             "slots_per_s": n * c.num_control_codes as f64 / best,
-            "slot_steps": slot_steps,
-            "slot_steps_per_s": slot_steps as f64 / best,
-            "candidates": candidates.iter().map(|c| c.as_array().map_or(0, Vec::len)).sum::<usize>(),
+            "decode_seconds": best_decode,
+            "decode_documents_per_s": n / best_decode,
+            "slot_steps": w.slot_steps,
+            "slot_steps_per_s": w.slot_steps as f64 / best,
+            "candidates": first.candidates.iter().map(|c| c.as_array().map_or(0, Vec::len)).sum::<usize>(),
+            "workload": w,
         })
         .to_string(),
     )?;
     Ok(0)
+}
+
+/// What one benchmark run measured and produced.
+#[derive(Default)]
+struct Run {
+    seconds: f64,
+    decode_seconds: f64,
+    candidates: Vec<Value>,
+    workload: Workload,
 }

@@ -18,11 +18,14 @@ pub fn generate(args: GenerateKeyphrasesArgs) -> Result<i32> {
             "--batch-docs must be at least 1".into(),
         ));
     }
+    args.device.require_built()?;
     let generator = Generator::load(&args.generator)?;
     let lines = input_lines(args.input.as_deref())?;
     let mut sink = LineSink::open(args.output.as_deref())?;
     let opts = GenerateOptions {
         batch_docs: args.batch_docs,
+        device: args.device,
+        gpu: args.gpu,
     };
     let mut progress = Progress::new("generate");
     let summary = generate_lines(

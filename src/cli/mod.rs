@@ -269,6 +269,13 @@ pub struct BenchGenerateArgs {
     /// for the PyTorch peer (tools/peer_generate.py).
     #[arg(long)]
     pub dump: Option<PathBuf>,
+    /// Where to decode: `cpu` (the f32 reference) or `cuda` (bf16 on the GPU; needs a build with
+    /// `--features cuda`).
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: crate::backend::DeviceKind,
+    /// GPU ordinal, with --device cuda.
+    #[arg(long, default_value_t = 0)]
+    pub gpu: usize,
 }
 
 #[derive(Args, Debug)]
@@ -286,6 +293,13 @@ pub struct GenerateKeyphrasesArgs {
     /// Documents decoded together: more use the matrix units better, and cost more memory.
     #[arg(long, default_value_t = 32)]
     pub batch_docs: usize,
+    /// Where to decode: `cpu` (the f32 reference) or `cuda` (bf16 on the GPU; needs a build with
+    /// `--features cuda`).
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: crate::backend::DeviceKind,
+    /// GPU ordinal, with --device cuda.
+    #[arg(long, default_value_t = 0)]
+    pub gpu: usize,
 }
 
 #[derive(Args, Debug)]

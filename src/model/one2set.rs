@@ -318,6 +318,11 @@ impl One2Set {
         Ok(model)
     }
 
+    /// The memory-mapped checkpoint (what the CUDA generator uploads from).
+    pub fn weight_files(&self) -> &WeightFiles {
+        &self.files
+    }
+
     fn linear(&self, y: &mut [f32], x: &[f32], lin: &Linear, rows: usize, s: &mut LinearScratch) {
         dense_forward(y, x, self.files.view(&lin.w), rows, s);
         bias_add_forward(y, &lin.b);

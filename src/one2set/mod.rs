@@ -10,15 +10,24 @@
 //! The model itself is [`crate::model::one2set`]. A [`Generator`] is immutable after loading and
 //! can be shared between threads, each with its own [`GenerateWorkspace`].
 
+pub mod batch_layout;
 pub mod candidates;
+#[cfg(feature = "cuda")]
+pub mod cuda_decode;
+#[cfg(feature = "cuda")]
+pub mod cuda_model;
+#[cfg(feature = "cuda")]
+pub mod cuda_weights;
 pub mod decode;
 pub mod document;
 pub mod run;
 pub mod source;
 pub mod vocab;
+pub mod workload;
 
 use std::path::Path;
 
+use crate::backend::DeviceKind;
 use crate::error::{KpgError, Result};
 use crate::model::one2set::{One2Set, One2SetWorkspace};
 use crate::preprocess::source_tokens;
@@ -41,16 +50,44 @@ pub struct PreparedDocument {
     pub stemmed: Vec<String>,
 }
 
-/// Scratch space for [`Generator::generate`], one per thread.
+/// Scratch space for [`Generator::generate`], one per thread; with the GPU decoder in it
+/// ([`GenerateWorkspace::for_device`]), the slots are decoded on the GPU.
 #[derive(Default)]
 pub struct GenerateWorkspace {
     model: One2SetWorkspace,
     decode: DecodeScratch,
+    #[cfg(feature = "cuda")]
+    cuda: Option<cuda_decode::CudaDecoder>,
 }
 
 impl GenerateWorkspace {
+    /// A workspace that decodes on `device` (GPU `gpu` for CUDA, whose weights it uploads once).
+    /// In a build without CUDA, asking for it is the error of [`DeviceKind::require_built`].
+    pub fn for_device(generator: &Generator, device: DeviceKind, gpu: usize) -> Result<Self> {
+        match device.require_built()? {
+            DeviceKind::Cpu => Ok(Self::default()),
+            #[cfg(feature = "cuda")]
+            DeviceKind::Cuda => {
+                let dev = crate::backend::cuda::CudaDevice::new(gpu)?;
+                Ok(GenerateWorkspace {
+                    cuda: Some(cuda_decode::CudaDecoder::new(dev, &generator.model)?),
+                    ..Self::default()
+                })
+            }
+            #[cfg(not(feature = "cuda"))]
+            DeviceKind::Cuda => {
+                let _ = (generator, gpu);
+                unreachable!("require_built refuses cuda in a build without the feature")
+            }
+        }
+    }
+
     /// Slot steps the last batch ran (a slot stops after `<eos>` or `<null>`).
     pub fn slot_steps(&self) -> usize {
+        #[cfg(feature = "cuda")]
+        if let Some(c) = &self.cuda {
+            return c.slot_steps();
+        }
         self.decode.slot_steps()
     }
 }
@@ -95,6 +132,10 @@ impl Generator {
         ws: &mut GenerateWorkspace,
     ) -> Result<Vec<Vec<SlotOutput>>> {
         let sources: Vec<&SourceIds> = docs.iter().map(|d| &d.source).collect();
+        #[cfg(feature = "cuda")]
+        if let Some(c) = ws.cuda.as_mut() {
+            return c.decode_batch(&sources);
+        }
         decode_batch(&self.model, &mut ws.model, &mut ws.decode, &sources)
     }
 

@@ -4,6 +4,7 @@
 
 use super::document::{parse_document, GeneratedDocument};
 use super::{GenerateWorkspace, Generator, PreparedDocument};
+use crate::backend::DeviceKind;
 use crate::error::Result;
 use crate::records::{error_line, NumberedLine};
 use crate::select::document::record_id;
@@ -12,11 +13,19 @@ use crate::select::document::record_id;
 pub struct GenerateOptions {
     /// Documents decoded together (all their slots step together).
     pub batch_docs: usize,
+    /// Where the slots are decoded.
+    pub device: DeviceKind,
+    /// GPU ordinal with `DeviceKind::Cuda`.
+    pub gpu: usize,
 }
 
 impl Default for GenerateOptions {
     fn default() -> Self {
-        GenerateOptions { batch_docs: 32 }
+        GenerateOptions {
+            batch_docs: 32,
+            device: DeviceKind::Cpu,
+            gpu: 0,
+        }
     }
 }
 
@@ -54,7 +63,7 @@ where
     W: FnMut(&str) -> Result<()>,
 {
     let batch_docs = opts.batch_docs.max(1);
-    let mut ws = GenerateWorkspace::default();
+    let mut ws = GenerateWorkspace::for_device(generator, opts.device, opts.gpu)?;
     let mut summary = GenerateSummary::default();
     let mut batch: Vec<Pending> = Vec::with_capacity(batch_docs);
     let mut lines = lines.into_iter().peekable();

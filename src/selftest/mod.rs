@@ -16,6 +16,10 @@ mod llama_model;
 #[cfg(feature = "cuda")]
 mod llama_ops;
 #[cfg(feature = "cuda")]
+mod one2set;
+#[cfg(feature = "cuda")]
+mod one2set_generator;
+#[cfg(feature = "cuda")]
 mod ops;
 #[cfg(feature = "cuda")]
 mod sinkhorn;
@@ -42,7 +46,8 @@ pub fn all_checks() -> Vec<Check> {
     checks.extend(llama_ops::checks());
     checks.extend(attention::checks());
     checks.extend(sinkhorn::checks());
-    // Whole models last.
+    // The One2Set kernels, then its whole generator; the LLaMA models last.
+    checks.extend(one2set::checks());
     checks.extend(llama_model::checks());
     checks
 }

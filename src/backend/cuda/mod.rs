@@ -9,6 +9,9 @@ pub mod device;
 pub mod gemm;
 pub mod kv_cache;
 pub mod llama_ops;
+pub mod one2set_attention;
+pub mod one2set_finish;
+pub mod one2set_layers;
 pub mod scratch;
 pub mod sinkhorn;
 
