@@ -26,7 +26,7 @@ const FAST_THREADS: u32 = 128;
 const MAX_ROWS: usize = 8;
 /// Fewest keys a KV split covers, so that a split's fixed cost (its partial written and merged)
 /// stays small beside reading its keys.
-const MIN_PARTITION: usize = 256;
+const MIN_PARTITION: usize = 128;
 /// Auto split aims at this many CTAs per SM: enough that the last wave is not a long tail.
 const CTAS_PER_SM: usize = 4;
 /// Largest head_dim (the kernels' widest bucket).
@@ -129,14 +129,14 @@ pub struct BufferLens {
 
 /// Checks the shape and the buffer lengths; returns the number of physical cache blocks.
 pub fn validate(op: &'static str, s: &AttentionShape, lens: &BufferLens) -> Result<usize> {
-    if s.num_heads == 0 || s.num_kv_heads == 0 || s.num_heads % s.num_kv_heads != 0 {
+    if s.num_heads == 0 || s.num_kv_heads == 0 || !s.num_heads.is_multiple_of(s.num_kv_heads) {
         return Err(shape_err(
             op,
             "num_heads a positive multiple of num_kv_heads",
             format!("{} heads, {} kv heads", s.num_heads, s.num_kv_heads),
         ));
     }
-    if s.head_dim == 0 || s.head_dim % 2 != 0 || s.head_dim > MAX_HEAD_DIM {
+    if s.head_dim == 0 || !s.head_dim.is_multiple_of(2) || s.head_dim > MAX_HEAD_DIM {
         return Err(shape_err(
             op,
             format!("an even head_dim from 2 to {MAX_HEAD_DIM}"),
@@ -211,7 +211,10 @@ pub fn validate(op: &'static str, s: &AttentionShape, lens: &BufferLens) -> Resu
         lens.block_tables,
     )?;
     let block_elems = s.block_size * s.num_kv_heads * s.head_dim;
-    if lens.k_cache != lens.v_cache || lens.k_cache % block_elems != 0 || lens.k_cache == 0 {
+    if lens.k_cache != lens.v_cache
+        || !lens.k_cache.is_multiple_of(block_elems)
+        || lens.k_cache == 0
+    {
         return Err(shape_err(
             op,
             format!(
@@ -243,7 +246,7 @@ pub fn vector_loads(op: &'static str, head_dim: usize, bf16_ptrs: &[u64]) -> Res
             format!("a buffer at {p:#x}"),
         ));
     }
-    Ok(head_dim % 8 == 0 && bf16_ptrs.iter().all(|&p| p % 16 == 0))
+    Ok(head_dim.is_multiple_of(8) && bf16_ptrs.iter().all(|&p| p % 16 == 0))
 }
 
 /// The launch plan of the fast kernel for a validated shape on a GPU of `num_sms` SMs.
@@ -650,8 +653,8 @@ mod tests {
                 .num_splits,
             1
         );
-        let short = plan(&llama(1, 1, 200), 132, SplitKv::Auto).unwrap();
-        assert_eq!((short.num_splits, short.partition), (1, 200));
+        let short = plan(&llama(1, 1, 100), 132, SplitKv::Auto).unwrap();
+        assert_eq!((short.num_splits, short.partition), (1, 100));
         let never = plan(&llama(1, 1, 4096), 132, SplitKv::Never).unwrap();
         assert_eq!((never.num_splits, never.partition), (1, 4096));
     }
@@ -791,6 +794,17 @@ mod tests {
         assert!(!vector_loads(OP, 80 + 2, &[0x1000]).unwrap());
         assert!(!vector_loads(OP, 128, &[0x1000, 0x2004]).unwrap());
         assert!(vector_loads(OP, 128, &[0x1002]).is_err());
+    }
+
+    #[test]
+    fn every_planned_kernel_is_instantiated() {
+        let source = include_str!("../../../kernels/paged_attention.cu");
+        for (d, names) in [32, 64, 128, 256].iter().zip(FAST_KERNELS) {
+            for (r, name) in [1, 2, 4, 8].iter().zip(names) {
+                assert_eq!(*name, format!("paged_attention_bf16_d{d}_r{r}"));
+                assert!(source.contains(&format!("PAGED_ATTENTION_ENTRY({d}, {r})")));
+            }
+        }
     }
 
     #[test]
