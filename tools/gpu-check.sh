@@ -14,7 +14,9 @@
 #
 # Full outputs go to RESULTS_DIR; a short table (RESULTS_DIR/summary.txt) is printed at the end.
 # PY (default: python3) must have torch and transformers. A failing step is recorded and the
-# rest still run; the exit status is 1 if any step failed.
+# rest still run; the exit status is 1 if any step failed. PARTS (default: "selftest ceilings
+# selector attention ot generate") picks parts, to split the run across a device's time limits;
+# the ceilings are measured whenever a benchmark part runs, since shares are taken against them.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +26,8 @@ PY=${PY:-python3}
 WORK=${WORK:-local/gpu-check}
 mkdir -p "$OUT" "$WORK"
 OUT=$(realpath "$OUT")
+PARTS=${PARTS:-selftest ceilings selector attention ot generate}
+want() { [[ " $PARTS " == *" $1 "* ]]; }
 export OUT KPG PY WORK
 : > "$OUT/summary.txt"
 failed=0
@@ -57,11 +61,17 @@ environment() {
 }
 step environment environment
 
-step selftest "$KPG" selftest --device cuda
-grep -E '^[0-9]+ checks' "$OUT/selftest.log" | sed 's/^/selftest: /' >> "$OUT/summary.txt"
+if want selftest; then
+    step selftest "$KPG" selftest --device cuda
+    export SELFTEST_DONE=1
+    grep -E '^[0-9]+ checks' "$OUT/selftest.log" | sed 's/^/selftest: /' >> "$OUT/summary.txt"
+    grep -E ' FAIL' "$OUT/selftest.log" | sed 's/^/selftest FAIL: /' >> "$OUT/summary.txt" || true
+fi
 
-step ceilings "$KPG" bench ceilings
-if [ -s "$OUT/ceilings.log" ]; then
+if [[ "$PARTS" != selftest ]]; then
+    step ceilings "$KPG" bench ceilings
+fi
+if [ -s "$OUT/ceilings.log" ] && grep -q copy_gb_per_s "$OUT/ceilings.log"; then
     tail -n 1 "$OUT/ceilings.log" > "$OUT/ceilings.json"
     COPY_GBS=$(json_field "$OUT/ceilings.json" copy_gb_per_s)
     GEMM_TFLOPS=$(json_field "$OUT/ceilings.json" gemm_bf16_tflops)
@@ -70,27 +80,31 @@ if [ -s "$OUT/ceilings.log" ]; then
 fi
 
 # The selector: llama2-7b shapes, random bf16 weights, 20 candidates per document.
-LLAMA=$WORK/llama2-7b
-[ -f "$LLAMA/config.json" ] || step synth-llama2-7b "$KPG" synth --arch llama --preset llama2-7b --dtype bf16 --out "$LLAMA"
-step select-kpg "$KPG" bench select --device cuda --selector "$LLAMA" --docs 256 --candidates 20 \
-    --max-batch-tokens 16384 --dump "$WORK/programs.json"
-step select-peer "$PY" tools/peer_select_gpu.py --selector "$LLAMA" --programs "$WORK/programs.json" --batch 64
-if grep -q '"documents_per_s"' "$OUT/select-kpg.log" && grep -q '"documents_per_s"' "$OUT/select-peer.log"; then
-    k=$(json_field "$OUT/select-kpg.log" documents_per_s)
-    p=$(json_field "$OUT/select-peer.log" documents_per_s)
-    agree=$(json_field "$OUT/select-peer.log" decisions_agreeing_with_kpg)
-    total=$(json_field "$OUT/select-peer.log" decisions)
-    "$PY" -c "import sys; k,p=float(sys.argv[1]),float(sys.argv[2]); print(f'select llama2-7b x20: kpg {k:.1f} docs/s, transformers {p:.1f}, {k/p:.2f}x (bar 3x); decisions agreeing {sys.argv[3]}/{sys.argv[4]}')" "$k" "$p" "$agree" "$total" >> "$OUT/summary.txt"
-fi
-step prefill "$KPG" bench prefill --device cuda --model "$LLAMA" --seqs 16 --tokens 512
-if grep -q '"tflops"' "$OUT/prefill.log" && [ -n "${GEMM_TFLOPS:-}" ]; then
-    t=$(json_field "$OUT/prefill.log" tflops)
-    "$PY" -c "import sys; t,c=float(sys.argv[1]),float(sys.argv[2]); print(f'prefill llama2-7b 16x512: {t:.0f} TFLOP/s, {100*t/c:.0f}% of the GEMM ceiling (bar 60%)')" "$t" "$GEMM_TFLOPS" >> "$OUT/summary.txt"
-fi
+selector() {
+    LLAMA=$WORK/llama2-7b
+    [ -f "$LLAMA/config.json" ] || step synth-llama2-7b "$KPG" synth --arch llama --preset llama2-7b --dtype bf16 --out "$LLAMA"
+    step select-kpg "$KPG" bench select --device cuda --selector "$LLAMA" --docs 256 --candidates 20 \
+        --max-batch-tokens 16384 --dump "$WORK/programs.json"
+    step select-peer "$PY" tools/peer_select_gpu.py --selector "$LLAMA" --programs "$WORK/programs.json" --batch 64
+    if grep -q '"documents_per_s"' "$OUT/select-kpg.log" && grep -q '"documents_per_s"' "$OUT/select-peer.log"; then
+        k=$(json_field "$OUT/select-kpg.log" documents_per_s)
+        p=$(json_field "$OUT/select-peer.log" documents_per_s)
+        agree=$(json_field "$OUT/select-peer.log" decisions_agreeing_with_kpg)
+        total=$(json_field "$OUT/select-peer.log" decisions)
+        "$PY" -c "import sys; k,p=float(sys.argv[1]),float(sys.argv[2]); print(f'select llama2-7b x20: kpg {k:.1f} docs/s, transformers {p:.1f}, {k/p:.2f}x (bar 3x); decisions agreeing {sys.argv[3]}/{sys.argv[4]}')" "$k" "$p" "$agree" "$total" >> "$OUT/summary.txt"
+    fi
+    step prefill "$KPG" bench prefill --device cuda --model "$LLAMA" --seqs 16 --tokens 512
+    if grep -q '"tflops"' "$OUT/prefill.log" && [ -n "${GEMM_TFLOPS:-}" ]; then
+        t=$(json_field "$OUT/prefill.log" tflops)
+        "$PY" -c "import sys; t,c=float(sys.argv[1]),float(sys.argv[2]); print(f'prefill llama2-7b 16x512: {t:.0f} TFLOP/s, {100*t/c:.0f}% of the GEMM ceiling (bar 60%)')" "$t" "$GEMM_TFLOPS" >> "$OUT/summary.txt"
+    fi
+}
+if want selector; then selector; fi
 
 for fragment in tools/gpu-check.d/*.sh; do
     [ -e "$fragment" ] || continue
     name=$(basename "$fragment" .sh)
+    want "$name" || continue
     step "fragment-$name" bash -c "set -euo pipefail; source '$fragment'"
 done
 

@@ -5,11 +5,14 @@
 attn_out="$OUT/attention"
 mkdir -p "$attn_out"
 
-if "$KPG" selftest --device cuda --filter "paged attention" >"$attn_out/selftest.txt" 2>&1; then
-    echo "attention selftest: $(tail -1 "$attn_out/selftest.txt")" >>"$OUT/summary.txt"
-else
-    echo "attention selftest: FAILED ($(tail -1 "$attn_out/selftest.txt")), see attention/selftest.txt" \
-        >>"$OUT/summary.txt"
+# gpu-check.sh has run the whole selftest already (SELFTEST_DONE); run standalone, check first.
+if [ -z "${SELFTEST_DONE:-}" ]; then
+    if "$KPG" selftest --device cuda --filter "paged attention" >"$attn_out/selftest.txt" 2>&1; then
+        echo "attention selftest: $(tail -1 "$attn_out/selftest.txt")" >>"$OUT/summary.txt"
+    else
+        echo "attention selftest: FAILED ($(tail -1 "$attn_out/selftest.txt")), see attention/selftest.txt" \
+            >>"$OUT/summary.txt"
+    fi
 fi
 
 # One summary row from a bench JSON line.
