@@ -37,13 +37,19 @@ for bl in 1x4096 16x2048 64x1024 128x512; do
     l="${bl#*x}"
     for kv in 32 4; do
         f="$attn_out/decode-${bl}-kv${kv}.json"
-        "$KPG" bench attention --device cuda --mode decode --batch "$b" --context "$l" \
-            --kv-heads "$kv" --repeats 50 --copy-mib 2048 --naive >"$f" 2>"$f.err"
-        attn_row "decode ${bl} gqa$((32 / kv))" "$f" >>"$OUT/summary.txt"
+        if "$KPG" bench attention --device cuda --mode decode --batch "$b" --context "$l" \
+            --kv-heads "$kv" --repeats 50 --copy-mib 2048 --naive >"$f" 2>"$f.err"; then
+            attn_row "decode ${bl} gqa$((32 / kv))" "$f" >>"$OUT/summary.txt"
+        else
+            echo "attention decode ${bl} gqa$((32 / kv)): FAILED ($(tail -1 "$f.err"))" >>"$OUT/summary.txt"
+        fi
     done
 done
 
 f="$attn_out/prefill-1x2048.json"
-"$KPG" bench attention --device cuda --mode prefill --batch 1 --context 2048 --chunk 2048 \
-    --repeats 20 --copy-mib 2048 >"$f" 2>"$f.err"
-attn_row "prefill 1x2048 gqa1" "$f" >>"$OUT/summary.txt"
+if "$KPG" bench attention --device cuda --mode prefill --batch 1 --context 2048 --chunk 2048 \
+    --repeats 20 --copy-mib 2048 >"$f" 2>"$f.err"; then
+    attn_row "prefill 1x2048 gqa1" "$f" >>"$OUT/summary.txt"
+else
+    echo "attention prefill 1x2048 gqa1: FAILED ($(tail -1 "$f.err"))" >>"$OUT/summary.txt"
+fi

@@ -179,6 +179,14 @@ pub fn validate(op: &'static str, s: &AttentionShape, lens: &BufferLens) -> Resu
             return Err(shape_err(op, format!("{what} below 2^30"), v.to_string()));
         }
     }
+    // The merge and naive kernels put heads on grid y.
+    if s.num_heads > 65_535 {
+        return Err(shape_err(
+            op,
+            "at most 65535 heads (grid y)",
+            s.num_heads.to_string(),
+        ));
+    }
     if s.num_tokens > 0 && s.num_seqs == 0 {
         return Err(shape_err(op, "at least one sequence", "num_seqs 0"));
     }
@@ -500,8 +508,8 @@ impl PagedAttention {
             };
             // SAFETY: the partials were written by the launch above for every (token, head,
             // split) that the merge reads (splits 0..=pos / partition, clamped as there); out holds
-            // num_tokens · num_heads · head_dim elements; num_heads < 65536 (grid y) was
-            // checked with the plan's y dimension, which is at least num_kv_heads.
+            // num_tokens · num_heads · head_dim elements; `validate` kept num_heads (grid y)
+            // at most 65535.
             unsafe { l.launch(cfg) }.during(|| {
                 format!(
                     "launching paged_attention_reduce_bf16 on {} tokens x {} splits",
@@ -535,13 +543,6 @@ impl PagedAttention {
         )?;
         if s.num_tokens == 0 {
             return Ok(());
-        }
-        if s.num_heads > 65_535 {
-            return Err(shape_err(
-                OP_NAIVE,
-                "at most 65535 heads (grid y)",
-                s.num_heads.to_string(),
-            ));
         }
         let f = dev.function("paged_attention", "paged_attention_naive_bf16")?;
         let sizes = [
@@ -772,6 +773,12 @@ mod tests {
         .contains("max_context"));
         assert!(bad(AttentionShape { num_seqs: 0, ..s }, ok).contains("sequence"));
         assert!(bad(AttentionShape { block_size: 0, ..s }, ok).contains("block_size"));
+        let many = AttentionShape {
+            num_heads: 65_536 * 2,
+            num_kv_heads: 2,
+            ..s
+        };
+        assert!(bad(many, ok).contains("65535 heads"));
         // No tokens: nothing to check beyond the shape.
         let empty = AttentionShape { num_tokens: 0, ..s };
         assert!(validate(
