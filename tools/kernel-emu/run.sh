@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
-# Builds and runs the CPU emulation of kernels/paged_attention.cu (no GPU needed), under
-# AddressSanitizer so that any out-of-bounds read or write of the kernels fails. Usage:
-#   tools/kernel-emu/run.sh [case-name-filter]
+# Builds and runs the CPU emulations of the kernels (no GPU needed), under AddressSanitizer so
+# that any out-of-bounds read or write of a kernel fails: the LLaMA block's small kernels
+# (llama_ops_test.cpp, seconds), then kernels/paged_attention.cu (paged_attention_test.cpp,
+# minutes). Usage:
+#   tools/kernel-emu/run.sh [paged-attention-case-filter]
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-bin="${TMPDIR:-/tmp}/kpg-paged-attention-emu"
-g++ -std=c++20 -O1 -g -fsanitize=address,undefined -I"$here/include" -I"$here/../../kernels" -x c++ \
-    "$here/paged_attention_test.cpp" -o "$bin"
-ASAN_OPTIONS=detect_leaks=0 timeout 1800 "$bin" "$@" 2> >(grep -v "fully support makecontext" >&2)
+for test in llama_ops paged_attention; do
+    bin="${TMPDIR:-/tmp}/kpg-$test-emu"
+    g++ -std=c++20 -O1 -g -fsanitize=address,undefined -I"$here/include" -I"$here/../../kernels" -x c++ \
+        "$here/${test}_test.cpp" -o "$bin"
+    args=()
+    [ "$test" = paged_attention ] && args=("$@")
+    ASAN_OPTIONS=detect_leaks=0 timeout 1800 "$bin" "${args[@]}" 2> >(grep -v "fully support makecontext" >&2)
+done
