@@ -74,21 +74,22 @@ pub struct SeqChunk<'a> {
 /// does not allocate.
 #[derive(Default)]
 pub struct LlamaWorkspace {
-    x: Vec<f32>,              // [tokens, hidden] residual stream
-    h: Vec<f32>,              // [tokens, hidden] normed input of a sub-block
-    q: Vec<f32>,              // [tokens, num_heads*head_dim]
-    k: Vec<f32>,              // [tokens, num_kv_heads*head_dim]
-    v: Vec<f32>,              // [tokens, num_kv_heads*head_dim]
-    attn: Vec<f32>,           // [tokens, num_heads*head_dim]
-    proj: Vec<f32>,           // [tokens, hidden]
-    gate: Vec<f32>,           // [tokens, intermediate]
-    up: Vec<f32>,             // [tokens, intermediate]
-    last: Vec<f32>,           // [rows, hidden] hidden states whose logits are wanted
-    logits: Vec<f32>,         // [rows, vocab]
-    ids: Vec<u32>,            // [tokens]
-    token_seq: Vec<u32>,      // [tokens]
-    token_pos: Vec<u32>,      // [tokens]
-    slot_mapping: Vec<usize>, // [tokens]
+    x: Vec<f32>,                    // [tokens, hidden] residual stream
+    h: Vec<f32>,                    // [tokens, hidden] normed input of a sub-block
+    q: Vec<f32>,                    // [tokens, num_heads*head_dim]
+    k: Vec<f32>,                    // [tokens, num_kv_heads*head_dim]
+    v: Vec<f32>,                    // [tokens, num_kv_heads*head_dim]
+    attn: Vec<f32>,                 // [tokens, num_heads*head_dim]
+    proj: Vec<f32>,                 // [tokens, hidden]
+    gate: Vec<f32>,                 // [tokens, intermediate]
+    up: Vec<f32>,                   // [tokens, intermediate]
+    last: Vec<f32>,                 // [rows, hidden] hidden states whose logits are wanted
+    logits: Vec<f32>,               // [rows, vocab]
+    ids: Vec<u32>,                  // [tokens]
+    token_seq: Vec<u32>,            // [tokens]
+    token_pos: Vec<u32>,            // [tokens]
+    slot_mapping: Vec<usize>,       // [tokens]
+    label_pairs: Vec<(usize, u32)>, // [labels] (token row, vocabulary id)
     linear: LinearScratch,
     #[cfg(feature = "cuda")]
     cuda: Option<Box<crate::model::llama_cuda::CudaLlamaWorkspace>>,
@@ -461,7 +462,11 @@ impl Llama {
             LogitRows::None => (Vec::new(), Vec::new()),
             LogitRows::All => ((0..ws.ids.len()).collect(), Vec::new()),
             LogitRows::Last => (last_rows()?, Vec::new()),
-            LogitRows::LastAmong(ids) => (Vec::new(), self.label_pairs(batch, ids)?),
+            LogitRows::LastAmong(ids) => {
+                let mut pairs = Vec::new();
+                self.label_pairs(batch, ids, &mut pairs)?;
+                (Vec::new(), pairs)
+            }
         };
         let tables: Vec<&[u32]> = batch.iter().map(|s| s.table.blocks()).collect();
         let gws = ws.cuda.get_or_insert_with(Default::default);
@@ -491,10 +496,16 @@ impl Llama {
         Ok(&ws.logits[..])
     }
 
-    /// `(token row, vocabulary id)` of each wanted label logit, checked as `restricted_head` does.
-    #[cfg(feature = "cuda")]
-    fn label_pairs(&self, batch: &[SeqChunk<'_>], ids: &[&[u32]]) -> Result<Vec<(usize, u32)>> {
+    /// `(token row, vocabulary id)` of each wanted label logit (`LogitRows::LastAmong`), in batch
+    /// order: one list of ids per sequence, each id in the vocabulary.
+    fn label_pairs(
+        &self,
+        batch: &[SeqChunk<'_>],
+        ids: &[&[u32]],
+        pairs: &mut Vec<(usize, u32)>,
+    ) -> Result<()> {
         let c = &self.config;
+        pairs.clear();
         if ids.len() != batch.len() {
             return Err(KpgError::Shape {
                 op: "restricted LM head",
@@ -502,7 +513,6 @@ impl Llama {
                 got: ids.len().to_string(),
             });
         }
-        let mut pairs = Vec::new();
         let mut end = 0;
         for (chunk, wanted) in batch.iter().zip(ids) {
             end += chunk.tokens.len();
@@ -522,7 +532,7 @@ impl Llama {
                 pairs.push((t, id));
             }
         }
-        Ok(pairs)
+        Ok(())
     }
 
     /// Logits of a few vocabulary ids per sequence at its last token (`LogitRows::LastAmong`).
@@ -534,53 +544,32 @@ impl Llama {
     ) -> Result<&'w [f32]> {
         let c = &self.config;
         let hidden = c.hidden_size;
-        if ids.len() != batch.len() {
-            return Err(KpgError::Shape {
-                op: "restricted LM head",
-                expected: format!("{} id lists (one per sequence)", batch.len()),
-                got: ids.len().to_string(),
-            });
-        }
-        if let Some(&id) = ids
-            .iter()
-            .flat_map(|l| l.iter())
-            .find(|&&id| id as usize >= c.vocab_size)
-        {
-            return Err(KpgError::TokenOutOfRange {
-                id,
-                vocab_size: c.vocab_size,
-            });
-        }
+        let mut pairs = std::mem::take(&mut ws.label_pairs);
+        self.label_pairs(batch, ids, &mut pairs)?;
         let head = self.files.view(&self.lm_head);
         let row_bytes = hidden * head.dtype.size();
-        let total: usize = ids.iter().map(|l| l.len()).sum();
         grow(&mut ws.h, hidden);
         grow(&mut ws.last, hidden);
-        grow(&mut ws.logits, total);
-        let (mut end, mut out) = (0, 0);
-        for (chunk, wanted) in batch.iter().zip(ids) {
-            end += chunk.tokens.len();
-            if wanted.is_empty() {
-                continue;
-            }
-            let t = end.checked_sub(1).ok_or_else(|| {
-                KpgError::InvalidArgument("a sequence in the batch has no new tokens".into())
-            })?;
+        grow(&mut ws.logits, pairs.len());
+        let mut normed = None;
+        for (out, &(t, id)) in pairs.iter().enumerate() {
             let h = &mut ws.h[..hidden];
-            rmsnorm_forward(
-                h,
-                &ws.x[t * hidden..(t + 1) * hidden],
-                &self.final_norm,
-                c.rms_norm_eps,
-            );
-            let row = &mut ws.last[..hidden];
-            for &id in wanted.iter() {
-                let start = id as usize * row_bytes;
-                convert::to_f32(head.dtype, &head.bytes[start..start + row_bytes], row);
-                ws.logits[out] = simd::dot(h, row);
-                out += 1;
+            if normed != Some(t) {
+                rmsnorm_forward(
+                    h,
+                    &ws.x[t * hidden..(t + 1) * hidden],
+                    &self.final_norm,
+                    c.rms_norm_eps,
+                );
+                normed = Some(t);
             }
+            let row = &mut ws.last[..hidden];
+            let start = id as usize * row_bytes;
+            convert::to_f32(head.dtype, &head.bytes[start..start + row_bytes], row);
+            ws.logits[out] = simd::dot(h, row);
         }
+        let total = pairs.len();
+        ws.label_pairs = pairs;
         Ok(&ws.logits[..total])
     }
 }

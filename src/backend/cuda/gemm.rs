@@ -10,27 +10,9 @@ use cudarc::cublas::{Gemm, GemmConfig, StridedBatchedConfig};
 use cudarc::driver::{CudaView, CudaViewMut, DevicePtr, DevicePtrMut};
 use half::bf16;
 
+use crate::backend::cuda::check::{int, need};
 use crate::backend::cuda::device::{CudaDevice, CudaResultExt};
-use crate::error::{KpgError, Result};
-
-fn check_len(op: &'static str, what: &str, need: usize, got: usize) -> Result<()> {
-    if got < need {
-        return Err(KpgError::Shape {
-            op,
-            expected: format!("{what} of at least {need} elements"),
-            got: got.to_string(),
-        });
-    }
-    Ok(())
-}
-
-fn dim(op: &'static str, n: usize) -> Result<i32> {
-    i32::try_from(n).map_err(|_| KpgError::Shape {
-        op,
-        expected: "dimensions below 2^31".into(),
-        got: n.to_string(),
-    })
-}
+use crate::error::Result;
 
 /// `y[m, n] = x[m, k] · w[n, k]ᵀ` (+ `beta · y`), bf16 in and out, f32 accumulation.
 pub fn linear_bf16<X, W, Y>(
@@ -47,23 +29,23 @@ where
     Y: DevicePtrMut<bf16>,
 {
     const OP: &str = "linear_bf16 (cuBLAS)";
-    check_len(OP, "x", m * k, x.len())?;
-    check_len(OP, "w", n * k, w.len())?;
-    check_len(OP, "y", m * n, y.len())?;
+    need(OP, "x", m * k, x.len())?;
+    need(OP, "w", n * k, w.len())?;
+    need(OP, "y", m * n, y.len())?;
     if m == 0 || n == 0 {
         return Ok(());
     }
     let cfg = GemmConfig {
         transa: CUBLAS_OP_T,
         transb: CUBLAS_OP_N,
-        m: dim(OP, n)?,
-        n: dim(OP, m)?,
-        k: dim(OP, k)?,
+        m: int(OP, n)?,
+        n: int(OP, m)?,
+        k: int(OP, k)?,
         alpha: bf16::ONE,
-        lda: dim(OP, k)?,
-        ldb: dim(OP, k)?,
+        lda: int(OP, k)?,
+        ldb: int(OP, k)?,
         beta: bf16::from_f32(beta),
-        ldc: dim(OP, n)?,
+        ldc: int(OP, n)?,
     };
     // SAFETY: the lengths of x, w and y were checked against m, n, k above, and all three live on
     // the device's stream, which is the cuBLAS handle's stream.
@@ -91,23 +73,23 @@ where
     if batch == 0 || m == 0 || n == 0 {
         return Ok(());
     }
-    check_len(OP, "x", (batch - 1) * stride_x + m * k, x.len())?;
-    check_len(OP, "w", (batch - 1) * stride_w + n * k, w.len())?;
-    check_len(OP, "y", (batch - 1) * stride_y + m * n, y.len())?;
+    need(OP, "x", (batch - 1) * stride_x + m * k, x.len())?;
+    need(OP, "w", (batch - 1) * stride_w + n * k, w.len())?;
+    need(OP, "y", (batch - 1) * stride_y + m * n, y.len())?;
     let cfg = StridedBatchedConfig {
         gemm: GemmConfig {
             transa: CUBLAS_OP_T,
             transb: CUBLAS_OP_N,
-            m: dim(OP, n)?,
-            n: dim(OP, m)?,
-            k: dim(OP, k)?,
+            m: int(OP, n)?,
+            n: int(OP, m)?,
+            k: int(OP, k)?,
             alpha: bf16::ONE,
-            lda: dim(OP, k)?,
-            ldb: dim(OP, k)?,
+            lda: int(OP, k)?,
+            ldb: int(OP, k)?,
             beta: bf16::ZERO,
-            ldc: dim(OP, n)?,
+            ldc: int(OP, n)?,
         },
-        batch_size: dim(OP, batch)?,
+        batch_size: int(OP, batch)?,
         stride_a: stride_w as i64,
         stride_b: stride_x as i64,
         stride_c: stride_y as i64,
@@ -128,9 +110,9 @@ pub fn linear_bf16_f32out(
 ) -> Result<()> {
     use cudarc::cublas::sys::{cublasComputeType_t, cublasGemmAlgo_t, cudaDataType_t};
     const OP: &str = "linear_bf16_f32out (cuBLAS)";
-    check_len(OP, "x", m * k, x.len())?;
-    check_len(OP, "w", n * k, w.len())?;
-    check_len(OP, "y", m * n, y.len())?;
+    need(OP, "x", m * k, x.len())?;
+    need(OP, "w", n * k, w.len())?;
+    need(OP, "y", m * n, y.len())?;
     if m == 0 || n == 0 {
         return Ok(());
     }
@@ -146,20 +128,20 @@ pub fn linear_bf16_f32out(
             *dev.blas().handle(),
             CUBLAS_OP_T,
             CUBLAS_OP_N,
-            dim(OP, n)?,
-            dim(OP, m)?,
-            dim(OP, k)?,
+            int(OP, n)?,
+            int(OP, m)?,
+            int(OP, k)?,
             (&alpha) as *const f32 as *const _,
             w_ptr as *const _,
             cudaDataType_t::CUDA_R_16BF,
-            dim(OP, k)?,
+            int(OP, k)?,
             x_ptr as *const _,
             cudaDataType_t::CUDA_R_16BF,
-            dim(OP, k)?,
+            int(OP, k)?,
             (&beta) as *const f32 as *const _,
             y_ptr as *mut _,
             cudaDataType_t::CUDA_R_32F,
-            dim(OP, n)?,
+            int(OP, n)?,
             cublasComputeType_t::CUBLAS_COMPUTE_32F,
             cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
         )

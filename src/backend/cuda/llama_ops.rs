@@ -7,19 +7,9 @@
 use cudarc::driver::{CudaView, CudaViewMut, LaunchConfig, PushKernelArg};
 use half::bf16;
 
+use crate::backend::cuda::check::need;
 use crate::backend::cuda::device::{CudaDevice, CudaResultExt};
 use crate::error::{KpgError, Result};
-
-fn need(op: &'static str, what: &str, len: usize, n: usize) -> Result<()> {
-    if len < n {
-        return Err(KpgError::Shape {
-            op,
-            expected: format!("`{what}` of at least {n} elements"),
-            got: len.to_string(),
-        });
-    }
-    Ok(())
-}
 
 fn rows(num_rows: usize, threads: u32) -> LaunchConfig {
     LaunchConfig {
@@ -48,8 +38,8 @@ pub fn rmsnorm(
 ) -> Result<()> {
     const OP: &str = "rmsnorm_f32_bf16";
     let dim = weight.len();
-    need(OP, "out", out.len(), num_rows * dim)?;
-    need(OP, "x", x.len(), num_rows * dim)?;
+    need(OP, "out", num_rows * dim, out.len())?;
+    need(OP, "x", num_rows * dim, x.len())?;
     if num_rows == 0 {
         return Ok(());
     }
@@ -74,9 +64,9 @@ pub fn residual_rmsnorm(
 ) -> Result<()> {
     const OP: &str = "residual_rmsnorm_f32_bf16";
     let dim = weight.len();
-    need(OP, "out", out.len(), num_rows * dim)?;
-    need(OP, "x", x.len(), num_rows * dim)?;
-    need(OP, "delta", delta.len(), num_rows * dim)?;
+    need(OP, "out", num_rows * dim, out.len())?;
+    need(OP, "x", num_rows * dim, x.len())?;
+    need(OP, "delta", num_rows * dim, delta.len())?;
     if num_rows == 0 {
         return Ok(());
     }
@@ -131,10 +121,10 @@ pub fn rope_write_kv(
         });
     }
     let (q_dim, kv_dim) = (num_heads * head_dim, num_kv_heads * head_dim);
-    need(OP, "q_out", q_out.len(), num_tokens * q_dim)?;
-    need(OP, "qkv", qkv.len(), num_tokens * (q_dim + 2 * kv_dim))?;
-    need(OP, "token_pos", token_pos.len(), num_tokens)?;
-    need(OP, "slot_mapping", slot_mapping.len(), num_tokens)?;
+    need(OP, "q_out", num_tokens * q_dim, q_out.len())?;
+    need(OP, "qkv", num_tokens * (q_dim + 2 * kv_dim), qkv.len())?;
+    need(OP, "token_pos", num_tokens, token_pos.len())?;
+    need(OP, "slot_mapping", num_tokens, slot_mapping.len())?;
     if k_cache.len() != v_cache.len() || k_cache.len() % kv_dim.max(1) != 0 {
         return Err(KpgError::Shape {
             op: OP,
@@ -173,8 +163,8 @@ pub fn silu_mul(
     inter: usize,
 ) -> Result<()> {
     const OP: &str = "silu_mul_bf16";
-    need(OP, "out", out.len(), num_rows * inter)?;
-    need(OP, "gate_up", gate_up.len(), num_rows * 2 * inter)?;
+    need(OP, "out", num_rows * inter, out.len())?;
+    need(OP, "gate_up", num_rows * 2 * inter, gate_up.len())?;
     if num_rows * inter == 0 {
         return Ok(());
     }
@@ -195,8 +185,8 @@ pub fn residual_add(
     n: usize,
 ) -> Result<()> {
     const OP: &str = "residual_add_f32_bf16";
-    need(OP, "x", x.len(), n)?;
-    need(OP, "delta", delta.len(), n)?;
+    need(OP, "x", n, x.len())?;
+    need(OP, "delta", n, delta.len())?;
     if n == 0 {
         return Ok(());
     }
@@ -219,8 +209,8 @@ pub fn embedding(
     dim: usize,
 ) -> Result<()> {
     const OP: &str = "embedding_bf16";
-    need(OP, "out", out.len(), num_tokens * dim)?;
-    need(OP, "ids", ids.len(), num_tokens)?;
+    need(OP, "out", num_tokens * dim, out.len())?;
+    need(OP, "ids", num_tokens, ids.len())?;
     if num_tokens == 0 {
         return Ok(());
     }
@@ -249,9 +239,9 @@ pub fn label_head(
 ) -> Result<()> {
     const OP: &str = "label_head_bf16";
     let dim = norm_weight.len();
-    need(OP, "out", out.len(), num_out)?;
-    need(OP, "rows", rows_of.len(), num_out)?;
-    need(OP, "ids", ids.len(), num_out)?;
+    need(OP, "out", num_out, out.len())?;
+    need(OP, "rows", num_out, rows_of.len())?;
+    need(OP, "ids", num_out, ids.len())?;
     if num_out == 0 {
         return Ok(());
     }
@@ -280,8 +270,8 @@ pub fn argmax(
     n: usize,
 ) -> Result<()> {
     const OP: &str = "argmax_f32";
-    need(OP, "out", out.len(), num_rows)?;
-    need(OP, "logits", logits.len(), num_rows * n)?;
+    need(OP, "out", num_rows, out.len())?;
+    need(OP, "logits", num_rows * n, logits.len())?;
     if num_rows == 0 || n == 0 {
         return Ok(());
     }

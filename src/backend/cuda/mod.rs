@@ -4,6 +4,7 @@
 //! holds it to.
 
 pub mod attention;
+pub mod check;
 pub mod convert;
 pub mod device;
 pub mod gemm;

@@ -6,32 +6,12 @@
 use cudarc::driver::{CudaView, CudaViewMut, LaunchConfig, PushKernelArg};
 use half::bf16;
 
+pub(crate) use crate::backend::cuda::check::{int, need};
 use crate::backend::cuda::device::{CudaDevice, CudaResultExt};
-use crate::error::{KpgError, Result};
+use crate::error::Result;
 
 const MODULE: &str = "one2set_layers";
 const ROW_THREADS: u32 = 128;
-
-/// Fails with a shape error naming `what` when a buffer is shorter than `need`.
-pub(crate) fn need(op: &'static str, what: &str, need: usize, got: usize) -> Result<()> {
-    if got < need {
-        return Err(KpgError::Shape {
-            op,
-            expected: format!("{what} of at least {need} elements"),
-            got: got.to_string(),
-        });
-    }
-    Ok(())
-}
-
-/// A dimension as the i32 the kernels take.
-pub(crate) fn int(op: &'static str, n: usize) -> Result<i32> {
-    i32::try_from(n).map_err(|_| KpgError::Shape {
-        op,
-        expected: "a size below 2^31".into(),
-        got: n.to_string(),
-    })
-}
 
 fn rows_cfg(rows: usize) -> LaunchConfig {
     LaunchConfig {
