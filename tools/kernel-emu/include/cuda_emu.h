@@ -164,3 +164,60 @@ inline float __uint_as_float(unsigned u) {
 inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
 using std::max;
 using std::min;
+
+// ---- Vector types, fast-math intrinsics and dynamic shared memory (kernels/one2set_*.cu) ----
+struct alignas(16) int4 {
+    int x, y, z, w;
+};
+struct alignas(16) float4 {
+    float x, y, z, w;
+};
+inline float __expf(float x) { return std::exp(x); }
+inline int __float_as_int(float f) {
+    int i;
+    std::memcpy(&i, &f, 4);
+    return i;
+}
+
+// `extern __shared__ T name[];` cannot follow `static`, so shared variables become block-scope
+// `thread_local`s instead (implicitly static; the fibers share one OS thread, so one copy per
+// CTA as before). A harness that runs a kernel with dynamic shared memory defines the array
+// itself, in the kernel's namespace (an anonymous one included), before including the kernel:
+//     namespace { EMU_DYNAMIC_SHARED(float, smem, 48 * 1024); }
+// and launches with emu::launch(grid, block, bytes, &smem, sizeof smem, closure), which fills the
+// first `bytes` with 0xff (NaN as f32) before each CTA and, under AddressSanitizer, poisons the
+// rest, so a read of shared memory the CTA never wrote or past what the launch asked for fails.
+#undef __shared__
+#define __shared__ thread_local
+#define __align__(n) __attribute__((aligned(n)))
+#define EMU_DYNAMIC_SHARED(type, name, bytes) \
+    __attribute__((aligned(16))) thread_local type name[(bytes) / sizeof(type)]
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#endif
+namespace emu {
+// g++ 12 calls the TU's `__tls_init` from an `extern thread_local` block-scope declaration but only
+// emits it when some thread_local has a dynamic initialiser: this one.
+static thread_local int tls_init_anchor = std::atoi("0");
+
+inline void launch(dim3 grid, dim3 block, size_t bytes, void* shared, size_t capacity,
+                   const std::function<void()>& kernel) {
+    if (bytes > capacity) {
+        std::fprintf(stderr, "launch asks for %zu bytes of dynamic shared memory; the harness has %zu\n",
+                     bytes, capacity);
+        std::abort();
+    }
+    char* base = static_cast<char*>(shared);
+#if defined(__SANITIZE_ADDRESS__)
+    ASAN_POISON_MEMORY_REGION(base + bytes, capacity - bytes);
+#endif
+    // Thread 0 of a CTA runs first, until its first barrier or shuffle, before any other starts.
+    launch(grid, block, [&] {
+        if (flat_tid() == 0) std::memset(base, 0xff, bytes);
+        kernel();
+    });
+#if defined(__SANITIZE_ADDRESS__)
+    ASAN_UNPOISON_MEMORY_REGION(base + bytes, capacity - bytes);
+#endif
+}
+}  // namespace emu
