@@ -8,7 +8,7 @@ use std::process::Command;
 
 use kpg::assign::{
     assign_batch, hungarian_assign, hungarian_batch, linear_sum_assignment_max, ot_assign,
-    ot_batch, Assignment, Method, OtParams, OtWorkspace, Problem,
+    ot_batch, Assignment, Method, OtParams, OtWorkspace, OwnedProblem, Problem,
 };
 use kpg::KpgError;
 use serde_json::Value;
@@ -18,30 +18,12 @@ use serde_json::Value;
 const PLAN_ATOL: f64 = 1e-9;
 const PLAN_RTOL: f64 = 1e-6;
 
-struct Owned {
-    score: Vec<f64>,
-    targets: usize,
-    slots: usize,
-    has_null: bool,
-}
-
-impl Owned {
-    fn view(&self) -> Problem<'_> {
-        Problem {
-            score: &self.score,
-            targets: self.targets,
-            slots: self.slots,
-            has_null: self.has_null,
-        }
-    }
-}
-
 fn read_json(name: &str) -> Value {
     let path = common::fixtures().join("ot").join(name);
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
 }
 
-fn load_problems(doc: &Value) -> (Vec<Owned>, OtParams) {
+fn load_problems(doc: &Value) -> (Vec<OwnedProblem>, OtParams) {
     let problems = doc["problems"]
         .as_array()
         .unwrap()
@@ -49,7 +31,7 @@ fn load_problems(doc: &Value) -> (Vec<Owned>, OtParams) {
         .map(|p| {
             let rows = p["score"].as_array().unwrap();
             let slots = rows[0].as_array().unwrap().len();
-            Owned {
+            OwnedProblem {
                 score: rows
                     .iter()
                     .flat_map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()))
@@ -132,7 +114,7 @@ fn ot_matches_reference_fixtures() {
     let expected = read_json("expected.json");
     for name in FIXTURE_FILES {
         let (owned, params) = load_problems(&read_json(name));
-        let problems: Vec<Problem> = owned.iter().map(Owned::view).collect();
+        let problems: Vec<Problem> = owned.iter().map(OwnedProblem::view).collect();
         let got: Vec<Value> = ot_batch(&problems, &params)
             .unwrap()
             .iter()
@@ -154,7 +136,7 @@ fn hungarian_matches_scipy_fixtures() {
     let expected = read_json("expected.json");
     for name in FIXTURE_FILES {
         let (owned, _) = load_problems(&read_json(name));
-        let problems: Vec<Problem> = owned.iter().map(Owned::view).collect();
+        let problems: Vec<Problem> = owned.iter().map(OwnedProblem::view).collect();
         let got = hungarian_batch(&problems).unwrap();
         let want = expected[name]["hungarian"].as_array().unwrap();
         let whys = expected[name]["why"].as_array().unwrap();
@@ -252,7 +234,7 @@ fn hungarian_with_null_matches_brute_force() {
     for slots in [1, 2, 3, 5, 6] {
         for real in 0..slots {
             let targets = real + 1;
-            let p = Owned {
+            let p = OwnedProblem {
                 score: (0..targets * slots).map(|_| rng.next() * 2.0).collect(),
                 targets,
                 slots,
@@ -298,7 +280,7 @@ fn hungarian_with_null_matches_brute_force() {
 fn fixup_gives_back_by_slack_then_lower_index() {
     // Two equal rows: raw supply 1.4993 each, ceil 2 + 2 > 3 slots; equal slack, so the lower
     // index gives back first.
-    let p = Owned {
+    let p = OwnedProblem {
         score: vec![1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1e-30, 1e-30, 1e-30],
         targets: 3,
         slots: 3,
@@ -321,7 +303,7 @@ fn fixup_gives_back_by_slack_then_lower_index() {
                 score[i * slots + rng.below(slots)] = 1.0 + rng.next();
             }
         }
-        let p = Owned {
+        let p = OwnedProblem {
             score,
             targets: real + 1,
             slots,
@@ -345,7 +327,7 @@ fn edge_shapes() {
     let params = OtParams::default();
     let mut ws = OtWorkspace::default();
     // Only the null target: it takes every slot.
-    let p = Owned {
+    let p = OwnedProblem {
         score: vec![0.3; 10],
         targets: 1,
         slots: 10,
@@ -356,7 +338,7 @@ fn edge_shapes() {
     assert_eq!(r.assign, vec![0; 10]);
     assert_eq!(hungarian_assign(&p.view()).unwrap(), vec![0; 10]);
     // One slot, one target, no null.
-    let p = Owned {
+    let p = OwnedProblem {
         score: vec![0.0],
         targets: 1,
         slots: 1,
@@ -369,7 +351,7 @@ fn edge_shapes() {
     assert_eq!(hungarian_assign(&p.view()).unwrap(), vec![0]);
     // One target and the null: the target's supply is ceil of its top-3 normalised scores, and
     // the Hungarian matching gives it exactly one slot (its best against the null's).
-    let p = Owned {
+    let p = OwnedProblem {
         score: vec![
             1.9, 0.1, 0.1, 0.1, // target
             0.1, 0.5, 0.5, 0.5, // null
@@ -387,7 +369,7 @@ fn edge_shapes() {
 #[test]
 fn batch_equals_one_by_one_and_workspace_reuse_is_clean() {
     let (owned, params) = load_problems(&read_json("problems.json"));
-    let problems: Vec<Problem> = owned.iter().map(Owned::view).collect();
+    let problems: Vec<Problem> = owned.iter().map(OwnedProblem::view).collect();
     let batch = assign_batch(&problems, Method::Ot, &params).unwrap();
     // One workspace through problems of every size, largest first, so that a stale buffer
     // would show.

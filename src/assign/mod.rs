@@ -38,6 +38,27 @@ pub struct Problem<'a> {
     pub has_null: bool,
 }
 
+/// A [`Problem`] that owns its scores: what the trainer builds from its greedy passes, and what
+/// benchmarks, the selftest and tests make up.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OwnedProblem {
+    pub score: Vec<f64>, // [targets, slots]
+    pub targets: usize,
+    pub slots: usize,
+    pub has_null: bool,
+}
+
+impl OwnedProblem {
+    pub fn view(&self) -> Problem<'_> {
+        Problem {
+            score: &self.score,
+            targets: self.targets,
+            slots: self.slots,
+            has_null: self.has_null,
+        }
+    }
+}
+
 impl Problem<'_> {
     /// Real keyphrases (the null row not counted).
     pub fn real_targets(&self) -> usize {

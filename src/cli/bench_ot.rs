@@ -11,17 +11,10 @@ use serde_json::json;
 
 use super::debug_ot::{InputProblem, OtInput};
 use super::{print_line, AssignMethodArg, BenchOtArgs};
-use crate::assign::{assign_batch, OtParams, Problem};
+use crate::assign::{assign_batch, OtParams, OwnedProblem, Problem};
 use crate::backend::DeviceKind;
 use crate::error::{KpgError, Result};
 use crate::synth::splitmix64;
-
-/// A random problem owned by the benchmark.
-pub(crate) struct OwnedProblem {
-    pub score: Vec<f64>, // [targets, slots]
-    pub targets: usize,
-    pub has_null: bool,
-}
 
 /// Uniform in [0, 1), a pure function of its key.
 fn unit(key: u64) -> f64 {
@@ -70,6 +63,7 @@ pub(crate) fn random_problem(
     OwnedProblem {
         score,
         targets,
+        slots,
         has_null,
     }
 }
@@ -89,15 +83,7 @@ pub fn bench_ot(args: BenchOtArgs) -> Result<i32> {
     let owned: Vec<OwnedProblem> = (0..args.problems)
         .map(|i| random_problem(args.seed, i, args.targets, args.slots))
         .collect();
-    let problems: Vec<Problem> = owned
-        .iter()
-        .map(|p| Problem {
-            score: &p.score,
-            targets: p.targets,
-            slots: args.slots,
-            has_null: p.has_null,
-        })
-        .collect();
+    let problems: Vec<Problem> = owned.iter().map(OwnedProblem::view).collect();
     let params = OtParams::default();
     let method = args.method.into();
     // Warm-up on the CPU (threads started, pages touched), and the reference for --device cuda.

@@ -60,6 +60,15 @@ pub struct One2SetCudaWorkspace {
     num_slots: usize,
 }
 
+/// Which workspace buffer a projection into the residual stream reads.
+#[derive(Clone, Copy)]
+enum ResidualInput {
+    /// `h`: normed rows (the encoder's input projection).
+    Normed,
+    /// `attn`: an attention block's output (its output projection).
+    Attention,
+}
+
 impl Default for One2SetCudaWorkspace {
     fn default() -> Self {
         One2SetCudaWorkspace {
@@ -191,7 +200,13 @@ impl One2SetCuda {
             (tokens, d),
             scale,
         )?;
-        self.linear_into_residual(ws, &self.encoder_input, tokens, false)?;
+        self.linear_into_residual(
+            ws,
+            ResidualInput::Normed,
+            &self.encoder_input,
+            tokens,
+            false,
+        )?;
 
         for layer in &self.encoder_layers {
             self.norm(ws, &layer.attn_norm, tokens)?;
@@ -217,7 +232,7 @@ impl One2SetCuda {
                 c.num_heads,
                 c.head_dim(),
             )?;
-            self.project_into_residual(ws, &layer.out, tokens)?;
+            self.linear_into_residual(ws, ResidualInput::Attention, &layer.out, tokens, true)?;
             self.ffn_forward(ws, &layer.ffn_norm, &layer.ffn_in, &layer.ffn_out, tokens)?;
         }
         self.norm(ws, &self.encoder_norm, tokens)?;
@@ -255,10 +270,12 @@ impl One2SetCuda {
         )
     }
 
-    /// x = h · w ᵀ + b (the start of the residual stream, `accumulate` false) or x += it.
+    /// x = input · wᵀ + b (the start of the residual stream, `accumulate` false) or x += it;
+    /// the input is the normed rows `h`, or an attention block's output `attn`.
     fn linear_into_residual(
         &self,
         ws: &mut One2SetCudaWorkspace,
+        input: ResidualInput,
         lin: &DevLinear,
         rows: usize,
         accumulate: bool,
@@ -266,9 +283,12 @@ impl One2SetCuda {
         let dev = self.dev();
         let d = self.config.d_model;
         let n = rows * d;
-        let h = ws.h.get(dev, n)?;
+        let x_in = match input {
+            ResidualInput::Normed => ws.h.get(dev, n)?,
+            ResidualInput::Attention => ws.attn.get(dev, n)?,
+        };
         let y = ws.y.get(dev, n)?;
-        linear_bf16(dev, y, h, &lin.w, (rows, d, d), 0.0)?;
+        linear_bf16(dev, y, x_in, &lin.w, (rows, d, d), 0.0)?;
         let x = ws.x.get(dev, n)?;
         residual_forward(
             dev,
@@ -277,30 +297,6 @@ impl One2SetCuda {
             &lin.b.as_view(),
             (rows, d),
             accumulate,
-        )
-    }
-
-    /// x += attn · wᵀ + b: an attention block's output projection.
-    fn project_into_residual(
-        &self,
-        ws: &mut One2SetCudaWorkspace,
-        lin: &DevLinear,
-        rows: usize,
-    ) -> Result<()> {
-        let dev = self.dev();
-        let d = self.config.d_model;
-        let n = rows * d;
-        let attn = ws.attn.get(dev, n)?;
-        let y = ws.y.get(dev, n)?;
-        linear_bf16(dev, y, attn, &lin.w, (rows, d, d), 0.0)?;
-        let x = ws.x.get(dev, n)?;
-        residual_forward(
-            dev,
-            &mut x.slice_mut(..n),
-            &y.slice(..n),
-            &lin.b.as_view(),
-            (rows, d),
-            true,
         )
     }
 
@@ -483,7 +479,7 @@ impl One2SetCuda {
                     },
                 )?;
             }
-            self.project_into_residual(ws, &layer.self_out, rows)?;
+            self.linear_into_residual(ws, ResidualInput::Attention, &layer.self_out, rows, true)?;
 
             // Cross-attention: each document's active slots over its encoder output.
             self.norm(ws, &layer.cross_norm, rows)?;
@@ -521,7 +517,7 @@ impl One2SetCuda {
                     },
                 )?;
             }
-            self.project_into_residual(ws, &layer.cross_out, rows)?;
+            self.linear_into_residual(ws, ResidualInput::Attention, &layer.cross_out, rows, true)?;
             self.ffn_forward(ws, &layer.ffn_norm, &layer.ffn_in, &layer.ffn_out, rows)?;
         }
 

@@ -5,7 +5,7 @@
 //! (NaN, assignments -1) before every launch. Assignments and supplies must be equal; plans agree
 //! within [`PLAN`].
 
-use crate::assign::{ot_batch, OtParams, OtResult, Problem};
+use crate::assign::{ot_batch, OtParams, OtResult, OwnedProblem, Problem};
 use crate::backend::cuda::sinkhorn::{
     ot_batch_cuda, DecoderDists, GatherProblem, SinkhornWorkspace,
 };
@@ -49,25 +49,6 @@ pub fn checks() -> Vec<Check> {
     ]
 }
 
-/// A problem owned by a check.
-struct Owned {
-    score: Vec<f64>,
-    targets: usize,
-    slots: usize,
-    has_null: bool,
-}
-
-impl Owned {
-    fn view(&self) -> Problem<'_> {
-        Problem {
-            score: &self.score,
-            targets: self.targets,
-            slots: self.slots,
-            has_null: self.has_null,
-        }
-    }
-}
-
 /// Rows comparing GPU results with CPU ones: assignments, supplies, plans.
 fn compare_results(name: &str, got: &[OtResult], want: &[OtResult]) -> Vec<CheckResult> {
     let mut assign_bad = None;
@@ -105,10 +86,10 @@ fn run_case(
     dev: &CudaDevice,
     ws: &mut SinkhornWorkspace,
     name: &str,
-    problems: &[Owned],
+    problems: &[OwnedProblem],
     params: &OtParams,
 ) -> Result<Vec<CheckResult>> {
-    let views: Vec<Problem> = problems.iter().map(Owned::view).collect();
+    let views: Vec<Problem> = problems.iter().map(OwnedProblem::view).collect();
     let want = ot_batch(&views, params)?;
     ws.prepare(dev, &views)?;
     ws.poison(dev)?;
@@ -137,7 +118,7 @@ fn fixtures_check(dev: &CudaDevice) -> Result<Vec<CheckResult>> {
             .enumerate()
             .map(|(k, p)| {
                 let (score, targets, slots) = flatten(k, p)?;
-                Ok(Owned {
+                Ok(OwnedProblem {
                     score,
                     targets,
                     slots,
@@ -151,23 +132,15 @@ fn fixtures_check(dev: &CudaDevice) -> Result<Vec<CheckResult>> {
 }
 
 /// `kpg bench ot`'s problems: up to `max_targets` rows (the null one counted) against `slots`.
-fn bench_problems(seed: u64, n: usize, max_targets: usize, slots: usize) -> Vec<Owned> {
+fn bench_problems(seed: u64, n: usize, max_targets: usize, slots: usize) -> Vec<OwnedProblem> {
     (0..n)
-        .map(|k| {
-            let p = random_problem(seed, k, max_targets, slots);
-            Owned {
-                score: p.score,
-                targets: p.targets,
-                slots,
-                has_null: p.has_null,
-            }
-        })
+        .map(|k| random_problem(seed, k, max_targets, slots))
         .collect()
 }
 
 /// A random problem of `slots` slots with `real` real targets (the null row added when fewer
 /// than the slots), scores skewed towards 0 as a trained model's, some slots favouring a target.
-fn random_owned(rng: &mut Rng, real: usize, slots: usize) -> Owned {
+fn random_owned(rng: &mut Rng, real: usize, slots: usize) -> OwnedProblem {
     let has_null = real < slots;
     let targets = real + usize::from(has_null);
     let mut score: Vec<f64> = (0..targets * slots)
@@ -178,7 +151,7 @@ fn random_owned(rng: &mut Rng, real: usize, slots: usize) -> Owned {
             score[rng.below(targets) * slots + j] += 0.6 + 0.7 * rng.uniform().abs() as f64;
         }
     }
-    Owned {
+    OwnedProblem {
         score,
         targets,
         slots,
@@ -206,7 +179,7 @@ fn random_check(dev: &CudaDevice) -> Result<Vec<CheckResult>> {
         &params,
     )?);
     let mut rng = Rng::new(11);
-    let big: Vec<Owned> = (0..12)
+    let big: Vec<OwnedProblem> = (0..12)
         .map(|k| {
             let real = if k % 3 == 0 { 64 } else { rng.below(64) };
             random_owned(&mut rng, real, 64)
@@ -221,7 +194,7 @@ fn random_check(dev: &CudaDevice) -> Result<Vec<CheckResult>> {
     )?);
     // Every size in one launch, in random order: blocks of mixed problems, lone large ones, and
     // 1 x 1 with and without the null row.
-    let mut mixed: Vec<Owned> = (0..300)
+    let mut mixed: Vec<OwnedProblem> = (0..300)
         .map(|_| {
             let slots = 1 + rng.below(64);
             let real = rng.below(slots + 1);
@@ -259,7 +232,7 @@ fn random_check(dev: &CudaDevice) -> Result<Vec<CheckResult>> {
 fn edge_check(dev: &CudaDevice) -> Result<Vec<CheckResult>> {
     let params = OtParams::default();
     let mut ws = SinkhornWorkspace::default();
-    let owned = |score: Vec<f64>, targets, slots, has_null| Owned {
+    let owned = |score: Vec<f64>, targets, slots, has_null| OwnedProblem {
         score,
         targets,
         slots,
@@ -420,7 +393,7 @@ fn gather_check(dev: &CudaDevice) -> Result<Vec<CheckResult>> {
         )
         .collect();
     // The CPU: score_half's sum over the steps in f64 of Dists::prob, then ot_batch.
-    let scores: Vec<Owned> = problems
+    let scores: Vec<OwnedProblem> = problems
         .iter()
         .map(|p| {
             let mut score = vec![0.0; p.targets * p.slots];
@@ -433,7 +406,7 @@ fn gather_check(dev: &CudaDevice) -> Result<Vec<CheckResult>> {
                         .sum();
                 }
             }
-            Owned {
+            OwnedProblem {
                 score,
                 targets: p.targets,
                 slots: p.slots,
@@ -442,7 +415,7 @@ fn gather_check(dev: &CudaDevice) -> Result<Vec<CheckResult>> {
         })
         .collect();
     let params = OtParams::default();
-    let views: Vec<Problem> = scores.iter().map(Owned::view).collect();
+    let views: Vec<Problem> = scores.iter().map(OwnedProblem::view).collect();
     let want = ot_batch(&views, &params)?;
 
     let probs = dev.upload(&d.probs, "probs")?;

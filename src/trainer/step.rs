@@ -6,10 +6,10 @@ use std::time::Instant;
 
 use super::data::TrainExample;
 use super::targets::{
-    document_targets, score_half, slot_targets, AssignMethod, HalfTargets, ScoreProblem,
-    SlotTargets, ASSIGN_STEPS,
+    document_targets, score_half, slot_targets, AssignMethod, HalfTargets, SlotTargets,
+    ASSIGN_STEPS,
 };
-use crate::assign::{assign_batch, OtParams, Problem};
+use crate::assign::{assign_batch, OtParams, OwnedProblem, Problem};
 use crate::error::Result;
 use crate::model::one2set_config::One2SetConfig;
 use crate::one2set::vocab::{BOS_ID, UNK_ID};
@@ -55,7 +55,7 @@ pub fn score_targets(
     halves: &[HalfTargets],
     method: AssignMethod,
     ws: &mut TrainWorkspace<f32>,
-) -> Result<Vec<ScoreProblem>> {
+) -> Result<Vec<OwnedProblem>> {
     let c = &params.config;
     let (n, vocab) = (c.num_control_codes, c.vocab_size);
     let slots = batch.doc_lens.len() * n;
@@ -92,16 +92,8 @@ pub fn score_targets(
 }
 
 /// Solves every problem with `method`: per problem, the target index of each slot.
-pub fn assign_targets(problems: &[ScoreProblem], method: AssignMethod) -> Result<Vec<Vec<usize>>> {
-    let problems: Vec<Problem> = problems
-        .iter()
-        .map(|p| Problem {
-            score: &p.score,
-            targets: p.targets,
-            slots: p.slots,
-            has_null: p.has_null,
-        })
-        .collect();
+pub fn assign_targets(problems: &[OwnedProblem], method: AssignMethod) -> Result<Vec<Vec<usize>>> {
+    let problems: Vec<Problem> = problems.iter().map(OwnedProblem::view).collect();
     Ok(assign_batch(&problems, method, &OtParams::default())?
         .iter()
         .map(|a| a.assign().to_vec())

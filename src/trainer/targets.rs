@@ -14,6 +14,7 @@
 
 use super::data::TrainExample;
 pub use crate::assign::Method as AssignMethod;
+use crate::assign::OwnedProblem;
 use crate::one2set::vocab::{BOS_ID, EOS_ID, NULL_ID, PAD_ID, UNK_ID};
 
 /// Greedy steps that score the targets (One2Set's `assign_steps`).
@@ -26,15 +27,6 @@ pub const NULL_WEIGHT_ABSENT: f32 = 0.1;
 #[derive(Debug, Clone, PartialEq)]
 pub struct HalfTargets {
     pub sequences: Vec<Vec<u32>>, // [targets][max_keyphrase_len] extended ids
-    pub has_null: bool,
-}
-
-/// One assignment problem: a half's targets scored against its slots.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ScoreProblem {
-    pub score: Vec<f64>, // [targets, slots]
-    pub targets: usize,
-    pub slots: usize,
     pub has_null: bool,
 }
 
@@ -89,7 +81,7 @@ pub fn score_half(
     slots: std::ops::Range<usize>,
     method: AssignMethod,
     prob: impl Fn(usize, usize, u32) -> f64,
-) -> ScoreProblem {
+) -> OwnedProblem {
     let n_slots = slots.len();
     let mut score = vec![0.0; targets.sequences.len() * n_slots];
     for (i, seq) in targets.sequences.iter().enumerate() {
@@ -100,7 +92,7 @@ pub fn score_half(
                 .sum();
         }
     }
-    ScoreProblem {
+    OwnedProblem {
         score,
         targets: targets.sequences.len(),
         slots: n_slots,

@@ -2,6 +2,7 @@
 // the CPU under cuda_emu.h against plain double references of their CPU twins (src/backend/cpu/),
 // on awkward sizes with NaN-poisoned outputs. Build and run: tools/kernel-emu/run.sh llama_ops
 #include "cuda_emu.h"
+#include "emu_check.h"
 #include "../../kernels/rmsnorm.cu"
 #include "../../kernels/rope.cu"
 #include "../../kernels/activation.cu"
@@ -17,25 +18,6 @@ static std::mt19937 rng(7);
 static float uni(float s) { return std::uniform_real_distribution<float>(-s, s)(rng); }
 static bf16 b(float x) { return __float2bfloat16(x); }
 static float f(bf16 x) { return __bfloat162float(x); }
-static int failures = 0;
-
-// |got - want| <= atol + rtol |want| everywhere, and got finite where want is.
-static void check(const std::string& name, const std::vector<double>& got,
-                  const std::vector<double>& want, double atol, double rtol) {
-    double worst = 0;
-    size_t at = 0;
-    bool bad = got.size() != want.size();
-    for (size_t i = 0; !bad && i < want.size(); ++i) {
-        if (std::isnan(want[i]) != std::isnan(got[i])) { bad = true; at = i; break; }
-        if (std::isnan(want[i])) continue;
-        const double d = std::fabs(got[i] - want[i]), tol = atol + rtol * std::fabs(want[i]);
-        const double r = tol > 0 ? d / tol : (d == 0 ? 0 : INFINITY);  // tol 0: exact
-        if (r > worst) { worst = r; at = i; }
-    }
-    bad = bad || worst > 1;
-    std::printf("%-40s %s (worst %.3f at %zu)\n", name.c_str(), bad ? "FAIL" : "ok", worst, at);
-    failures += bad;
-}
 
 static void rmsnorm_case(int rows, int dim) {
     std::vector<float> x(rows * dim), w(dim);
@@ -189,6 +171,6 @@ int main() {
     elementwise_case(3, 345);
     embedding_label_argmax_case(1, 3, 7, 1);
     embedding_label_argmax_case(5, 50, 300, 9);
-    std::printf("%d failures\n", failures);
-    return failures != 0;
+    std::printf("%d failures\n", emu_failures);
+    return emu_failures != 0;
 }

@@ -6,6 +6,7 @@
 // sizes (documents of 1 and 65 tokens, 33 slots of one document, head dims 8..128), NaN-poisoned
 // outputs and caches, and planted ties. Build and run: tools/kernel-emu/run.sh
 #include "cuda_emu.h"
+#include "emu_check.h"
 #include "../../kernels/one2set_layers.cu"
 // The cross-attention's dynamic shared memory, in the kernel's (anonymous) namespace.
 namespace {
@@ -25,7 +26,6 @@ static float uni(float s) { return std::uniform_real_distribution<float>(-s, s)(
 static int below(int n) { return (int)(rng() % (unsigned)n); }
 static bf16 b(float x) { return __float2bfloat16(x); }
 static float f(bf16 x) { return __bfloat162float(x); }
-static int failures = 0;
 
 // Device buffers are 256-byte aligned; the cross-attention loads keys as int4.
 template <class T>
@@ -44,24 +44,6 @@ using Vec = std::vector<T, Aligned<T>>;
 
 static std::string str(int x) { return std::to_string(x); }
 
-// |got - want| <= atol + rtol |want| everywhere, and got NaN exactly where want is (NaN in `want`
-// marks what the kernel must leave poisoned).
-static void check(const std::string& name, const std::vector<double>& got,
-                  const std::vector<double>& want, double atol, double rtol) {
-    double worst = 0;
-    size_t at = 0;
-    bool bad = got.size() != want.size();
-    for (size_t i = 0; !bad && i < want.size(); ++i) {
-        if (std::isnan(want[i]) != std::isnan(got[i])) { bad = true; at = i; break; }
-        if (std::isnan(want[i])) continue;
-        const double d = std::fabs(got[i] - want[i]), tol = atol + rtol * std::fabs(want[i]);
-        const double r = tol > 0 ? d / tol : (d == 0 ? 0 : INFINITY);  // tol 0: exact
-        if (r > worst) { worst = r; at = i; }
-    }
-    bad = bad || worst > 1;
-    std::printf("%-52s %s (worst %.3f at %zu)\n", name.c_str(), bad ? "FAIL" : "ok", worst, at);
-    failures += bad;
-}
 template <class V>
 static std::vector<double> to_d(const V& v) {
     std::vector<double> o;
@@ -467,6 +449,6 @@ int main() {
     finish_random_cases();
     finish_tie_cases();
     finish_small_case();
-    std::printf("%d failures\n", failures);
-    return failures != 0;
+    std::printf("%d failures\n", emu_failures);
+    return emu_failures != 0;
 }
