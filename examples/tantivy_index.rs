@@ -4,8 +4,8 @@
 //!
 //! ```sh
 //! cargo run --release --example tantivy_index -- --generator models/generator \
-//!     [--selector DIR] [--input examples/abstracts.jsonl] [--query "optimal transport"] \
-//!     [--threshold X]
+//!     [--ranker DIR] [--selector DIR] [--input examples/abstracts.jsonl] \
+//!     [--query "optimal transport"] [--threshold X]
 //! ```
 //!
 //! Without `--query`, it searches for the first keyphrase of the first document.
@@ -21,6 +21,7 @@ use tantivy::{Index, IndexWriter, TantivyDocument};
 
 struct Args {
     generator: PathBuf,
+    ranker: Option<PathBuf>,
     selector: Option<PathBuf>,
     input: PathBuf,
     query: Option<String>,
@@ -30,6 +31,7 @@ struct Args {
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         generator: PathBuf::from(kpg::cli::DEFAULT_GENERATOR),
+        ranker: Some(PathBuf::from(kpg::rank::DEFAULT_RANKER)).filter(|d| d.is_dir()),
         selector: None,
         input: PathBuf::from(concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -44,6 +46,7 @@ fn parse_args() -> Result<Args, String> {
         match flag.as_str() {
             "--generator" => args.generator = value()?.into(),
             "--selector" => args.selector = Some(value()?.into()),
+            "--ranker" => args.ranker = Some(value()?.into()),
             "--input" => args.input = value()?.into(),
             "--query" => args.query = Some(value()?),
             "--threshold" => {
@@ -52,7 +55,7 @@ fn parse_args() -> Result<Args, String> {
             other => {
                 return Err(format!(
                     "unknown argument {other}; usage: tantivy_index --generator DIR \
-                     [--selector DIR] [--input FILE] [--query TEXT] [--threshold X]"
+                     [--ranker DIR] [--selector DIR] [--input FILE] [--query TEXT] [--threshold X]"
                 ))
             }
         }
@@ -80,6 +83,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let args = parse_args()?;
     let pipeline = Pipeline::load(
         &args.generator,
+        args.ranker.as_deref(),
         args.selector.as_deref(),
         PipelineOptions {
             threshold: args.threshold,

@@ -16,6 +16,7 @@ pub mod model;
 pub mod one2set;
 pub mod pipeline;
 pub mod preprocess;
+pub mod rank;
 pub mod records;
 pub mod select;
 pub mod selftest;

@@ -186,10 +186,10 @@ fn every_record_gets_one_line_in_order() {
         "{stderr}"
     );
 
-    // Threshold 0: every candidate is a keyphrase.
+    // Without the ranker, threshold 0: every generator candidate is a keyphrase.
     let good = corpus(3, 30);
     let out = kpg_stdin(
-        &["tag", "--generator", s(&gen), "--threshold", "0"],
+        &["tag", "--generator", s(&gen), "--no-ranker", "--threshold", "0"],
         good.as_bytes(),
     );
     ok(&out);
@@ -346,6 +346,7 @@ fn tag_equals_generate_then_select() {
         "tag",
         "--generator",
         s(&gen),
+        "--no-ranker",
         "--selector",
         s(&sel),
         "--input",

@@ -10,6 +10,7 @@ use crate::error::{KpgError, Result};
 use crate::eval::input::{pair_by_id, read_gold, read_predictions};
 use crate::eval::metrics::{precision_recall_curve, Kind, Report};
 use crate::eval::plot::{precision_recall_svg, Curve};
+use crate::eval::pool::{match_pool, PoolMatches, PoolReport};
 use crate::eval::{match_document, DocumentMatches, Tokenization};
 
 /// Arguments of `kpg eval` (its help text is on `Command::Eval`).
@@ -74,9 +75,17 @@ pub fn eval(args: EvalArgs) -> Result<i32> {
     let pairs = pair_by_id(gold, preds, &args.gold, &args.pred)?;
     let docs: Vec<DocumentMatches> = pairs
         .iter()
-        .map(|(doc, preds)| match_document(doc, preds, tokenization))
+        .map(|(doc, pred)| match_document(doc, &pred.keyphrases, tokenization))
         .collect();
-    let report = Report::of(&docs);
+    let mut report = Report::of(&docs);
+    if pairs.iter().any(|(_, p)| p.candidates.is_some()) {
+        // A line without `candidates` has an empty pool.
+        let pools: Vec<PoolMatches> = pairs
+            .iter()
+            .map(|(doc, p)| match_pool(doc, p.candidates.as_deref().unwrap_or(&[]), tokenization))
+            .collect();
+        report.pool = Some(PoolReport::of(&pools));
+    }
 
     if let Some(path) = &args.plot {
         let present = precision_recall_curve(&docs, Kind::Present);

@@ -14,6 +14,7 @@ mod eval;
 mod generate;
 mod lines;
 mod progress;
+mod ranker;
 mod resume;
 mod select;
 mod selftest;
@@ -93,6 +94,9 @@ pub enum Command {
     /// Train a model: `kpg train generator`.
     #[command(subcommand)]
     Train(train::TrainCommand),
+    /// Build what a ranker directory holds: `kpg ranker tables`, `kpg ranker features`.
+    #[command(subcommand)]
+    Ranker(ranker::RankerCommand),
     /// Hold every CUDA kernel, then whole models, to the CPU reference on random inputs; prints a
     /// table of worst errors and exits 1 when any check fails.
     Selftest(selftest::SelftestArgs),
@@ -182,8 +186,11 @@ pub struct TagArgs {
     /// Generator directory (default: models/generator, when run from the repository root).
     #[arg(long)]
     pub generator: Option<PathBuf>,
-    /// Selector directory (a LLaMA selector, as for `kpg select`). Without one, the generator's
-    /// candidates at or above --threshold are the keyphrases.
+    #[command(flatten)]
+    pub ranker: RankerArgs,
+    /// Selector directory (a LLaMA selector, as for `kpg select`). Without one, the ranker's cut
+    /// of the pool (or without a ranker, the generator's candidates at or above --threshold) are
+    /// the keyphrases.
     #[arg(long)]
     pub selector: Option<PathBuf>,
     /// Input JSON lines `{"id", "title", "abstract"}` (default: stdin; .gz is decompressed).
@@ -201,8 +208,8 @@ pub struct TagArgs {
     /// non-blank lines, is I modulo N. N workers with the same input cover it exactly once.
     #[arg(long, value_name = "I/N")]
     pub shard: Option<Shard>,
-    /// Without --selector: the generator confidence (mean token probability) a candidate needs to
-    /// be a keyphrase.
+    /// Without a ranker (--no-ranker) and without --selector: the generator confidence (mean token
+    /// probability) a candidate needs to be a keyphrase.
     #[arg(long, default_value_t = crate::pipeline::DEFAULT_THRESHOLD, conflicts_with = "selector")]
     pub threshold: f64,
     /// Documents per batch: the generator decodes them together and the selector takes them at
@@ -217,11 +224,47 @@ pub struct TagArgs {
     pub cache: CacheArgs,
 }
 
+/// Which ranker ranks the candidate pool.
+#[derive(Args, Debug)]
+pub struct RankerArgs {
+    /// Ranker directory: the extractor's phrase table and the trees that rank the pool of
+    /// extracted and generated candidates (default: models/ranker, when it exists here).
+    #[arg(long, conflicts_with = "no_ranker")]
+    pub ranker: Option<PathBuf>,
+    /// No ranker: the candidates are the generator's alone, ranked by its confidence.
+    #[arg(long)]
+    pub no_ranker: bool,
+}
+
+impl RankerArgs {
+    /// `--ranker`, else `models/ranker` when it exists, else none (with a note on stderr).
+    pub fn ranker_dir(&self) -> Option<PathBuf> {
+        if self.no_ranker {
+            return None;
+        }
+        if let Some(dir) = &self.ranker {
+            return Some(dir.clone());
+        }
+        let default = PathBuf::from(crate::rank::DEFAULT_RANKER);
+        if default.is_dir() {
+            return Some(default);
+        }
+        eprintln!(
+            "kpg: no ranker ({} does not exist here): the candidates are the generator's alone; \
+             pass --ranker DIR, or --no-ranker to silence this",
+            crate::rank::DEFAULT_RANKER
+        );
+        None
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct BenchTagArgs {
     /// Generator directory.
     #[arg(long)]
     pub generator: PathBuf,
+    #[command(flatten)]
+    pub ranker: RankerArgs,
     /// Selector directory (optional, as for `kpg tag`).
     #[arg(long)]
     pub selector: Option<PathBuf>,
@@ -549,6 +592,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Bench(cmd) => bench::bench(cmd),
         Command::Eval(args) => eval::eval(args),
         Command::Train(cmd) => train::run(cmd),
+        Command::Ranker(cmd) => ranker::run(cmd),
         Command::Tag(args) => tag::tag(args),
         Command::Selftest(args) => selftest::selftest(args),
     }

@@ -19,6 +19,7 @@ use crate::pipeline::stages::{self, Batch, Item, Models, StageOptions};
 use crate::pipeline::{Document, Tagged};
 use crate::records::{error_line, NumberedLine};
 use crate::select::document::record_id;
+use crate::rank::Ranker;
 use crate::select::Selector;
 
 /// Where `kpg tag` looks for a generator when `--generator` is not given.
@@ -96,6 +97,7 @@ pub fn tag(args: TagArgs) -> Result<i32> {
     };
     let models = Arc::new(Models {
         generator: Generator::load(&generator)?,
+        ranker: args.ranker.ranker_dir().as_deref().map(Ranker::load).transpose()?,
         selector: args.selector.as_deref().map(Selector::load).transpose()?,
     });
 

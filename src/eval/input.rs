@@ -28,14 +28,16 @@ pub struct GoldDocument {
 }
 
 /// One line of a prediction file: the ranked keyphrases of a document.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Prediction {
     pub id: String,
     pub keyphrases: Vec<String>,
+    /// The line's `candidates` phrases, when it has them (its pool).
+    pub candidates: Option<Vec<String>>,
 }
 
 /// A gold document with its predictions, in gold order.
-pub type Pair = (GoldDocument, Vec<String>);
+pub type Pair = (GoldDocument, Prediction);
 
 #[derive(Deserialize)]
 #[serde(untagged)]
@@ -160,16 +162,24 @@ fn parse_prediction(text: &str) -> std::result::Result<Prediction, String> {
         Some(_) => return Err("`id` is not a string".into()),
         None => return Err("no `id` field".into()),
     };
-    let keyphrases = match (obj.get("keyphrases"), obj.get("candidates")) {
+    let candidates = match obj.get("candidates") {
+        Some(c) if !c.is_null() => Some(candidate_phrases(c)?),
+        _ => None,
+    };
+    let keyphrases = match (obj.get("keyphrases"), &candidates) {
         (Some(k), _) if !k.is_null() => string_list(k, "keyphrases")?,
-        (_, Some(c)) if !c.is_null() => candidate_phrases(c)?,
+        (_, Some(c)) => c.clone(),
         _ => {
             return Err(format!(
                 "document `{id}`: no `keyphrases` or `candidates` field"
             ))
         }
     };
-    Ok(Prediction { id, keyphrases })
+    Ok(Prediction {
+        id,
+        keyphrases,
+        candidates,
+    })
 }
 
 fn string_list(v: &Value, field: &str) -> std::result::Result<Vec<String>, String> {
@@ -219,8 +229,8 @@ pub fn pair_by_id(
         .filter(|p| !gold_ids.contains(p.id.as_str()))
         .map(|p| p.id.clone())
         .collect();
-    let mut by_id: HashMap<String, Vec<String>> =
-        preds.into_iter().map(|p| (p.id, p.keyphrases)).collect();
+    let mut by_id: HashMap<String, Prediction> =
+        preds.into_iter().map(|p| (p.id.clone(), p)).collect();
     let only_in_gold: Vec<String> = gold
         .iter()
         .filter(|g| !by_id.contains_key(&g.id))
@@ -266,6 +276,12 @@ mod tests {
         assert_eq!(p.keyphrases, ["x"]);
         let p = parse_prediction(r#"{"id": "a", "keyphrases": []}"#).unwrap();
         assert!(p.keyphrases.is_empty());
+        assert_eq!(p.candidates, None);
+        let p = parse_prediction(
+            r#"{"id": "a", "keyphrases": ["x"], "candidates": [{"phrase": "y"}, "x"]}"#,
+        )
+        .unwrap();
+        assert_eq!(p.candidates.as_deref(), Some(&["y".to_string(), "x".to_string()][..]));
     }
 
     #[test]

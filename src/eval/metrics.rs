@@ -122,6 +122,9 @@ pub struct Report {
     pub present: Scores,
     pub absent: Scores,
     pub dup_token_ratio: f64,
+    /// Pool recall, when the predictions list `candidates` ([`super::pool`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pool: Option<super::pool::PoolReport>,
 }
 
 impl Report {
@@ -136,6 +139,7 @@ impl Report {
             present: Scores::of(docs, Kind::Present),
             absent: Scores::of(docs, Kind::Absent),
             dup_token_ratio: ratio,
+            pool: None,
         }
     }
 
@@ -155,6 +159,17 @@ impl Report {
             "{} documents, duplicate token ratio {:.3}",
             self.documents, self.dup_token_ratio
         ));
+        if let Some(p) = &self.pool {
+            out.push_str(&format!(
+                "\npool: {:.1} candidates/document; recall present {:.3} (macro {:.3}), absent \
+                 {:.3} (macro {:.3})",
+                p.candidates_per_document,
+                p.present.recall_micro,
+                p.present.recall_macro,
+                p.absent.recall_micro,
+                p.absent.recall_macro
+            ));
+        }
         out
     }
 }

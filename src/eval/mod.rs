@@ -18,6 +18,7 @@
 pub mod input;
 pub mod metrics;
 pub mod plot;
+pub mod pool;
 pub mod porter;
 
 use std::collections::HashSet;
@@ -103,7 +104,7 @@ pub fn is_present(source: &[String], phrase: &[String]) -> bool {
 }
 
 /// A prediction that is kept: it has tokens and none of them is `,`, `.` or `<unk>`.
-fn is_valid_prediction(phrase: &[String]) -> bool {
+pub(crate) fn is_valid_prediction(phrase: &[String]) -> bool {
     !phrase.is_empty() && !phrase.iter().any(|t| t == "," || t == "." || t == UNK)
 }
 

@@ -9,8 +9,11 @@
 //! the two stages overlap and concurrent callers share forward passes. `kpg tag` runs the same two
 //! stages over a JSON-lines corpus ([`stages`]).
 //!
-//! Without a selector, the keyphrases are the generator's candidates whose confidence is at least
-//! [`PipelineOptions::threshold`] ([`DEFAULT_THRESHOLD`]).
+//! With a ranker ([`crate::rank`]), the candidates are a pool of the generator's phrases and the
+//! extractor's, ranked by gradient-boosted trees, and without a selector the keyphrases are the
+//! ranker's cut of it. Without a ranker the candidates are the generator's, and without a selector
+//! the keyphrases are those whose confidence is at least [`PipelineOptions::threshold`]
+//! ([`DEFAULT_THRESHOLD`]).
 //!
 //! ```
 //! use kpg::{Document, Pipeline, PipelineOptions};
@@ -20,7 +23,7 @@
 //! # let config = kpg::synth::one2set::one2set_preset("tiny")?;
 //! # kpg::synth::one2set::synth_one2set(&config, kpg::model::weights::DType::F32, 0, None, &generator_dir)?;
 //! // A generator directory (here a random-weight one from `kpg synth`); no selector.
-//! let pipeline = Pipeline::load(&generator_dir, None, PipelineOptions::default())?;
+//! let pipeline = Pipeline::load(&generator_dir, None, None, PipelineOptions::default())?;
 //! let docs = [Document::new(
 //!     "doc-1",
 //!     "Optimal transport for keyphrase generation",
@@ -46,6 +49,7 @@ use serde::Serialize;
 
 use crate::error::{KpgError, Result};
 use crate::one2set::Generator;
+use crate::rank::Ranker;
 use crate::select::scheduler::SchedulerOptions;
 use crate::select::Selector;
 use stages::{Batch, Models};
@@ -83,10 +87,13 @@ impl Document {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TaggedCandidate {
     pub phrase: String,
-    /// The generator's confidence.
+    /// The ranker's P(keyphrase), or without a ranker the generator's confidence.
     pub score: f64,
     /// Whether the phrase occurs in the title or abstract (Porter-stemmed match).
     pub present: bool,
+    /// Which stage proposed it (`extractor`, `generator` or `both`), when a ranker built the pool.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<crate::rank::pool::Source>,
     /// Whether it is one of the document's keyphrases.
     pub selected: bool,
     /// The selector's probability of the true label; absent without a selector.
@@ -145,7 +152,7 @@ type Reply = Sender<Vec<Result<Tagged>>>;
 /// # let dir = tempfile::tempdir()?;
 /// # let config = kpg::synth::one2set::one2set_preset("tiny")?;
 /// # kpg::synth::one2set::synth_one2set(&config, kpg::model::weights::DType::F32, 0, None, dir.path())?;
-/// let pipeline = Pipeline::load(dir.path(), None, PipelineOptions::default())?;
+/// let pipeline = Pipeline::load(dir.path(), None, None, PipelineOptions::default())?;
 /// std::thread::scope(|s| {
 ///     for t in 0..4 {
 ///         let pipeline = &pipeline;
@@ -165,21 +172,30 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Loads a generator directory and, optionally, a selector directory.
-    pub fn load(generator: &Path, selector: Option<&Path>, opts: PipelineOptions) -> Result<Self> {
+    /// Loads a generator directory and, optionally, a ranker directory (`models/ranker`: the
+    /// extractor's tables and the trees that rank the merged pool) and a selector directory.
+    pub fn load(
+        generator: &Path,
+        ranker: Option<&Path>,
+        selector: Option<&Path>,
+        opts: PipelineOptions,
+    ) -> Result<Self> {
         let generator = Generator::load(generator)?;
+        let ranker = ranker.map(Ranker::load).transpose()?;
         let selector = selector.map(Selector::load).transpose()?;
-        Self::new(generator, selector, opts)
+        Self::new(generator, ranker, selector, opts)
     }
 
     /// Starts the worker threads over models already loaded.
     pub fn new(
         generator: Generator,
+        ranker: Option<Ranker>,
         selector: Option<Selector>,
         opts: PipelineOptions,
     ) -> Result<Self> {
         let models = Arc::new(Models {
             generator,
+            ranker,
             selector,
         });
         let (tx, rx) = channel::<Batch<Reply>>();

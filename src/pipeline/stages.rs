@@ -12,8 +12,10 @@ use std::thread::JoinHandle;
 
 use super::{Document, PipelineOptions, Tagged, TaggedCandidate};
 use crate::error::{KpgError, Result};
-use crate::one2set::candidates::Candidate;
 use crate::one2set::{GenerateWorkspace, Generator, PreparedDocument};
+use crate::rank::extract::DocumentText;
+use crate::rank::pool::Source;
+use crate::rank::Ranker;
 use crate::select::document::{Candidate as SelectCandidate, SelectDocument};
 use crate::select::run::scheduler_len;
 use crate::select::scheduler::{Group, Scheduler, SchedulerOptions};
@@ -22,15 +24,29 @@ use crate::select::{CandidateOrder, SelectMode, Selector};
 /// The models, shared by the stage threads.
 pub(crate) struct Models {
     pub generator: Generator,
+    pub ranker: Option<Ranker>,
     pub selector: Option<Selector>,
+}
+
+/// A candidate on its way to the selector: the generator's, or the ranker's pool.
+#[derive(Debug, Clone)]
+struct Proposed {
+    phrase: String,
+    /// The ranker's probability, or without a ranker the generator's confidence.
+    score: f64,
+    present: bool,
+    /// Where it came from (with a ranker).
+    source: Option<Source>,
+    /// The ranker's decision (with a ranker).
+    ranker_selected: Option<bool>,
 }
 
 /// A document on its way through the stages.
 pub struct Item {
     /// The document, or why it cannot be run.
     doc: Result<Document>,
-    /// The generator's candidates, sorted by confidence.
-    candidates: Vec<Candidate>,
+    /// The candidates, most likely first: the generator's, or the ranker's pool.
+    candidates: Vec<Proposed>,
     warnings: Vec<String>,
 }
 
@@ -146,7 +162,7 @@ fn generate_worker<P>(
     while let Some(mut batches) = gather(&input, opts.batch_docs) {
         let mut items: Vec<&mut Item> = batches.iter_mut().flat_map(|b| &mut b.items).collect();
         for chunk in items.chunks_mut(opts.batch_docs) {
-            generate_chunk(&models.generator, &mut ws, chunk);
+            generate_chunk(&models.generator, models.ranker.as_ref(), &mut ws, chunk);
         }
         for b in batches {
             if output.send(b).is_err() {
@@ -169,9 +185,15 @@ pub(crate) fn check_document(d: &Document) -> Result<()> {
     Ok(())
 }
 
-/// Decodes one generator batch; a document longer than the generator's `max_source_len` is cut
-/// there (as `kpg generate` does) and gets a warning.
-fn generate_chunk(generator: &Generator, ws: &mut GenerateWorkspace, chunk: &mut [&mut Item]) {
+/// Decodes one generator batch, then ranks each document's pool when there is a ranker. A
+/// document longer than the generator's `max_source_len` is cut there for the generator (as `kpg
+/// generate` does) and gets a warning; the extractor reads it whole.
+fn generate_chunk(
+    generator: &Generator,
+    ranker: Option<&Ranker>,
+    ws: &mut GenerateWorkspace,
+    chunk: &mut [&mut Item],
+) {
     let mut prepared: Vec<PreparedDocument> = Vec::with_capacity(chunk.len());
     let mut which = Vec::with_capacity(chunk.len());
     for (i, item) in chunk.iter_mut().enumerate() {
@@ -197,8 +219,34 @@ fn generate_chunk(generator: &Generator, ws: &mut GenerateWorkspace, chunk: &mut
     let refs: Vec<&PreparedDocument> = prepared.iter().collect();
     match generator.generate(&refs, ws) {
         Ok(results) => {
+            let present_codes = generator.model.config.num_present_codes;
             for (&i, candidates) in which.iter().zip(results) {
-                chunk[i].candidates = candidates;
+                let item = &mut chunk[i];
+                item.candidates = match (ranker, &item.doc) {
+                    (Some(r), Ok(d)) => {
+                        let text = DocumentText::new(&d.title, &d.abstract_text);
+                        r.rank(&text, &candidates, present_codes)
+                            .into_iter()
+                            .map(|c| Proposed {
+                                phrase: c.phrase,
+                                score: c.probability,
+                                present: c.present,
+                                source: Some(c.source),
+                                ranker_selected: Some(c.selected),
+                            })
+                            .collect()
+                    }
+                    _ => candidates
+                        .into_iter()
+                        .map(|c| Proposed {
+                            phrase: c.phrase,
+                            score: c.score,
+                            present: c.present,
+                            source: None,
+                            ranker_selected: None,
+                        })
+                        .collect(),
+                };
             }
         }
         Err(e) => {
@@ -252,7 +300,7 @@ struct SelectStage<'m> {
 struct Pending {
     index: usize,
     id: String,
-    candidates: Vec<Candidate>,
+    candidates: Vec<Proposed>,
     order: Vec<usize>,
     warnings: Vec<String>,
 }
@@ -321,6 +369,7 @@ impl<'m> SelectStage<'m> {
                             phrase: c.phrase.clone(),
                             score: c.score,
                             present: c.present,
+                            source: c.source,
                             selected: d.selected[k],
                             p_true: Some(d.p_true[k]),
                         }
@@ -406,17 +455,19 @@ fn selector_group(
     Ok(group)
 }
 
-/// Without a selector: the candidates at or above the confidence threshold.
+/// Without a selector: the ranker's keyphrases, or without a ranker the generator's candidates at
+/// or above the confidence threshold.
 fn by_threshold(item: Item, threshold: f64) -> Result<Tagged> {
     let doc = item.doc?;
     let candidates = item
         .candidates
         .into_iter()
         .map(|c| TaggedCandidate {
-            selected: c.score >= threshold,
+            selected: c.ranker_selected.unwrap_or(c.score >= threshold),
             phrase: c.phrase,
             score: c.score,
             present: c.present,
+            source: c.source,
             p_true: None,
         })
         .collect();

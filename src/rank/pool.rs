@@ -1,0 +1,178 @@
+//! One document's candidate pool: the extractor's candidates and the generator's, merged by
+//! stemmed form ([`super::extract::phrase_key`]), each marked with where it came from and described
+//! by the features the ranker reads ([`super::features`]).
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use super::extract::{extract, stem_key, DocumentText};
+use super::features::{document_features, FEATURE_COUNT};
+use super::tables::PhraseTable;
+use crate::one2set::candidates::Candidate;
+use crate::preprocess::{tokenize, EOS, UNK};
+
+/// Which stage proposed a candidate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    Extractor,
+    Generator,
+    Both,
+}
+
+impl Source {
+    pub fn extracted(self) -> bool {
+        self != Source::Generator
+    }
+    pub fn generated(self) -> bool {
+        self != Source::Extractor
+    }
+}
+
+/// What the generator said of a candidate.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Generated {
+    /// Its confidence (mean token probability).
+    pub score: f64,
+    /// Its place in the generator's confidence order (0 = most confident).
+    pub rank: usize,
+    /// Whether a present control code (rather than an absent one) produced it.
+    pub present_code: bool,
+}
+
+/// A candidate of the pool.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolCandidate {
+    /// As it is written out: lowercased tokens joined by spaces.
+    pub phrase: String,
+    /// Stemmed tokens joined by spaces.
+    pub key: String,
+    pub tokens: Vec<String>,
+    /// Start positions of its occurrences in the [`DocumentText`] (empty for an absent one).
+    pub positions: Vec<usize>,
+    pub source: Source,
+    pub generated: Option<Generated>,
+    /// [`super::features::FEATURE_NAMES`] order; filled by [`build_pool`].
+    pub features: [f64; FEATURE_COUNT],
+}
+
+impl PoolCandidate {
+    /// Whether it occurs in the title or abstract (after stemming), as the evaluation decides.
+    pub fn present(&self) -> bool {
+        !self.positions.is_empty()
+    }
+}
+
+/// A generator phrase that the evaluation would drop (`<unk>`, `,`, `.`) or that has no tokens
+/// does not enter the pool.
+fn usable(tokens: &[String]) -> bool {
+    !tokens.is_empty()
+        && !tokens
+            .iter()
+            .any(|t| t == "," || t == "." || t == UNK || t == EOS)
+}
+
+/// Merges the extractor's candidates (up to the table's `max_words`) with the generator's
+/// (`generated`: sorted by confidence, as the generator returns them; `present_codes`: how many
+/// of its control codes are present ones), and computes every candidate's features.
+pub fn build_pool(
+    doc: &DocumentText,
+    generated: &[Candidate],
+    present_codes: usize,
+    table: &PhraseTable,
+) -> Vec<PoolCandidate> {
+    let mut pool: Vec<PoolCandidate> = extract(doc, table.max_words)
+        .into_iter()
+        .map(|e| PoolCandidate {
+            phrase: e.words.join(" "),
+            key: e.key,
+            tokens: e.words,
+            positions: e.positions,
+            source: Source::Extractor,
+            generated: None,
+            features: [0.0; FEATURE_COUNT],
+        })
+        .collect();
+    let mut index: HashMap<String, usize> =
+        pool.iter().enumerate().map(|(i, c)| (c.key.clone(), i)).collect();
+    for (rank, g) in generated.iter().enumerate() {
+        let tokens = tokenize(&g.phrase);
+        if !usable(&tokens) {
+            continue;
+        }
+        let key = stem_key(&tokens);
+        let info = Generated {
+            score: g.score,
+            rank,
+            present_code: g.slot < present_codes,
+        };
+        match index.get(&key) {
+            // Sorted by confidence: the first time a key is seen is its best.
+            Some(&i) if pool[i].generated.is_some() => {}
+            Some(&i) => {
+                pool[i].source = Source::Both;
+                pool[i].generated = Some(info);
+            }
+            None => {
+                let stems: Vec<String> = key.split(' ').map(str::to_string).collect();
+                index.insert(key.clone(), pool.len());
+                pool.push(PoolCandidate {
+                    phrase: tokens.join(" "),
+                    positions: doc.occurrences(&stems),
+                    key,
+                    tokens,
+                    source: Source::Generator,
+                    generated: Some(info),
+                    features: [0.0; FEATURE_COUNT],
+                });
+            }
+        }
+    }
+    document_features(doc, &mut pool, table);
+    pool
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gen(phrase: &str, score: f64, slot: usize) -> Candidate {
+        Candidate {
+            phrase: phrase.into(),
+            score,
+            slot,
+            present: false,
+        }
+    }
+
+    #[test]
+    fn merges_by_stem_and_marks_sources() {
+        let doc = DocumentText::new("Neural networks", "We train neural networks on graphs.");
+        let table = PhraseTable {
+            docs: 10,
+            max_words: 3,
+            ..PhraseTable::default()
+        };
+        let generated = [
+            gen("neural network", 0.9, 0),
+            gen("deep learning", 0.5, 12),
+            gen("neural networks", 0.4, 3),
+            gen("<unk> model", 0.8, 1),
+            gen("graph , x", 0.8, 2),
+        ];
+        let pool = build_pool(&doc, &generated, 10, &table);
+        let nn = pool.iter().find(|c| c.key == "neural network").unwrap();
+        assert_eq!(nn.source, Source::Both);
+        assert_eq!(nn.phrase, "neural networks", "the text's own form");
+        assert_eq!(nn.generated.unwrap().score, 0.9);
+        assert!(nn.generated.unwrap().present_code);
+        let dl = pool.iter().find(|c| c.key == "deep learn").unwrap();
+        assert_eq!(dl.source, Source::Generator);
+        assert!(!dl.present() && !dl.generated.unwrap().present_code);
+        assert!(pool.iter().all(|c| !c.phrase.contains("<unk>") && !c.phrase.contains(',')));
+        let train = pool.iter().find(|c| c.key == "train").unwrap();
+        assert_eq!(train.source, Source::Extractor);
+        assert!(train.present());
+    }
+}

@@ -1,0 +1,238 @@
+//! The phrase table of a ranker directory (`phrases.tsv.gz`): for every stemmed candidate
+//! ([`super::extract`]) of a training corpus, the number of documents it is a candidate of (its
+//! document frequency, for TF-IDF) and the number of those in which it is an author keyphrase (its
+//! *keyphraseness*, the strongest single feature of supervised extractors: Witten et al. 1999,
+//! "KEA"; Medelyan & Witten 2006).
+//!
+//! Format: gzip-compressed text; a header line `#kpg-phrases\tdocs=N\tmax_words=W`, then
+//! `key\tdf\tkeyphrase_docs` lines. Phrases seen in one document only and never a keyphrase are
+//! left out (most of the corpus's n-grams, and their IDF is the table's largest anyway).
+
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, Write};
+use std::path::Path;
+
+use flate2::write::GzEncoder;
+use flate2::Compression;
+
+use super::extract::{extract, phrase_key, DocumentText};
+use crate::error::{KpgError, Result};
+use crate::eval::input::{for_each_line, open};
+
+/// File name of the table inside a ranker directory.
+pub const PHRASES_FILE: &str = "phrases.tsv.gz";
+
+/// Counts of one stemmed phrase over the training documents.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PhraseStats {
+    /// Documents in which it is a candidate.
+    pub df: u32,
+    /// Of those, documents in which it is also a gold keyphrase.
+    pub keyphrase_docs: u32,
+}
+
+/// Phrase statistics of a corpus.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PhraseTable {
+    pub docs: u64,
+    pub max_words: usize,
+    pub phrases: HashMap<String, PhraseStats>,
+}
+
+impl PhraseTable {
+    pub fn get(&self, key: &str) -> PhraseStats {
+        self.phrases.get(key).copied().unwrap_or_default()
+    }
+
+    /// Smoothed inverse document frequency, `ln((docs + 1) / (df + 1))`.
+    pub fn idf(&self, key: &str) -> f64 {
+        ((self.docs as f64 + 1.0) / (self.get(key).df as f64 + 1.0)).ln()
+    }
+
+    /// Adds one document: its candidates and its gold keyphrases.
+    pub fn add_document(&mut self, doc: &DocumentText, gold: &[String]) {
+        let gold: HashSet<String> = gold.iter().map(|g| phrase_key(g)).collect();
+        self.docs += 1;
+        for c in extract(doc, self.max_words) {
+            let is_gold = gold.contains(&c.key);
+            let s = self.phrases.entry(c.key).or_default();
+            s.df += 1;
+            s.keyphrase_docs += u32::from(is_gold);
+        }
+    }
+
+    /// Drops phrases seen once and never a keyphrase.
+    pub fn prune(&mut self) {
+        self.phrases
+            .retain(|_, s| s.df >= 2 || s.keyphrase_docs >= 1);
+    }
+
+    /// Writes the table, sorted by key so that the file is reproducible.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let file = std::fs::File::create(path).map_err(|e| KpgError::io(path, e))?;
+        let mut w = GzEncoder::new(std::io::BufWriter::new(file), Compression::new(9));
+        let io = |e| KpgError::io(path, e);
+        writeln!(w, "#kpg-phrases\tdocs={}\tmax_words={}", self.docs, self.max_words).map_err(io)?;
+        let mut keys: Vec<&String> = self.phrases.keys().collect();
+        keys.sort();
+        for k in keys {
+            let s = self.phrases[k];
+            writeln!(w, "{k}\t{}\t{}", s.df, s.keyphrase_docs).map_err(io)?;
+        }
+        w.finish().and_then(|mut b| b.flush()).map_err(io)?;
+        Ok(())
+    }
+
+    pub fn load(path: &Path) -> Result<Self> {
+        if !path.is_file() {
+            return Err(KpgError::MissingFile { path: path.into() });
+        }
+        let bad = |line: usize, reason: String| KpgError::InputLine {
+            path: path.into(),
+            line,
+            reason,
+        };
+        let mut reader = open(path)?;
+        let mut header = String::new();
+        reader
+            .read_line(&mut header)
+            .map_err(|e| KpgError::io(path, e))?;
+        let mut fields = header.trim_end().split('\t');
+        if fields.next() != Some("#kpg-phrases") {
+            return Err(bad(1, "not a kpg phrase table (no `#kpg-phrases` header)".into()));
+        }
+        let mut table = PhraseTable::default();
+        for f in fields {
+            let (name, value) = f.split_once('=').unwrap_or((f, ""));
+            let number = value
+                .parse::<u64>()
+                .map_err(|_| bad(1, format!("header field `{f}` is not name=number")))?;
+            match name {
+                "docs" => table.docs = number,
+                "max_words" => table.max_words = number as usize,
+                _ => {}
+            }
+        }
+        if table.docs == 0 || table.max_words == 0 {
+            return Err(bad(1, "header lacks docs= or max_words=".into()));
+        }
+        let mut line_no = 1;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            let n = reader
+                .read_line(&mut line)
+                .map_err(|e| KpgError::io(path, e))?;
+            if n == 0 {
+                break;
+            }
+            line_no += 1;
+            let mut parts = line.trim_end_matches(['\n', '\r']).split('\t');
+            let (Some(key), Some(df), Some(kp), None) =
+                (parts.next(), parts.next(), parts.next(), parts.next())
+            else {
+                return Err(bad(line_no, "expected `key<TAB>df<TAB>keyphrase_docs`".into()));
+            };
+            let number = |s: &str| {
+                s.parse::<u32>()
+                    .map_err(|_| bad(line_no, format!("`{s}` is not a count")))
+            };
+            let stats = PhraseStats {
+                df: number(df)?,
+                keyphrase_docs: number(kp)?,
+            };
+            if stats.keyphrase_docs > stats.df {
+                return Err(bad(line_no, "more keyphrase documents than documents".into()));
+            }
+            table.phrases.insert(key.to_string(), stats);
+        }
+        Ok(table)
+    }
+}
+
+/// Builds a table from gold-format corpora (`{"id", "title", "abstract", "keyphrases"}`), skipping
+/// the records whose id is in `exclude`. Returns the table and the ids that were skipped.
+pub fn build(
+    inputs: &[std::path::PathBuf],
+    max_words: usize,
+    exclude: &HashSet<String>,
+) -> Result<(PhraseTable, Vec<String>)> {
+    let mut table = PhraseTable {
+        max_words,
+        ..PhraseTable::default()
+    };
+    let mut skipped = Vec::new();
+    for path in inputs {
+        for_each_line(path, |_, text| {
+            let r: TrainRecord =
+                serde_json::from_str(text).map_err(|e| format!("not a gold record: {e}"))?;
+            let id = match &r.id {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            if exclude.contains(&id) {
+                skipped.push(id);
+                return Ok(());
+            }
+            table.add_document(&DocumentText::new(&r.title, &r.abstract_text), &r.keyphrases);
+            Ok(())
+        })?;
+    }
+    table.prune();
+    Ok((table, skipped))
+}
+
+#[derive(serde::Deserialize)]
+struct TrainRecord {
+    id: serde_json::Value,
+    title: String,
+    #[serde(rename = "abstract")]
+    abstract_text: String,
+    keyphrases: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_documents_and_keyphrase_documents() {
+        let mut t = PhraseTable {
+            max_words: 3,
+            ..PhraseTable::default()
+        };
+        t.add_document(
+            &DocumentText::new("Neural networks", "Neural networks learn."),
+            &["neural network".into(), "deep learning".into()],
+        );
+        t.add_document(&DocumentText::new("Networks", "of neurons"), &["networks".into()]);
+        assert_eq!(t.docs, 2);
+        assert_eq!(t.get("neural network"), PhraseStats { df: 1, keyphrase_docs: 1 });
+        assert_eq!(t.get("network"), PhraseStats { df: 2, keyphrase_docs: 1 });
+        assert_eq!(t.get("deep learn"), PhraseStats::default(), "absent gold is not counted");
+        t.prune();
+        assert!(t.phrases.contains_key("neural network") && !t.phrases.contains_key("learn"));
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(PHRASES_FILE);
+        t.save(&path).unwrap();
+        assert_eq!(PhraseTable::load(&path).unwrap(), t);
+        assert!((t.idf("network") - (3.0f64 / 3.0).ln()).abs() < 1e-12);
+    }
+
+    #[test]
+    fn bad_tables_are_named_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.tsv");
+        for (text, needle) in [
+            ("hello\n", "no `#kpg-phrases` header"),
+            ("#kpg-phrases\tdocs=x\n", "not name=number"),
+            ("#kpg-phrases\tdocs=3\tmax_words=3\na\t1\n", "expected `key"),
+            ("#kpg-phrases\tdocs=3\tmax_words=3\na\t1\t2\n", "more keyphrase documents"),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let e = PhraseTable::load(&path).unwrap_err().to_string();
+            assert!(e.contains(needle) && e.contains("t.tsv"), "{e}");
+        }
+    }
+}
