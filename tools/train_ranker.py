@@ -164,9 +164,9 @@ def main():
                    d("kp20k.train.first1000.one2set.jsonl.gz")]
     valid_sets = [(d("inspec.valid.jsonl.gz"), False), (d("kp20k.valid.first1000.one2set.jsonl.gz"), True)]
     train_tsv, valid_tsv = os.path.join(work, "train.tsv"), os.path.join(work, "valid.tsv")
-    run(KPG, "ranker", "features", "--phrases", a.out, "--generator", a.generator,
+    run(KPG, "ranker", "features", "--tables", a.out, "--generator", a.generator,
         "--input", *train_files, "--output", train_tsv)
-    run(KPG, "ranker", "features", "--phrases", a.out, "--generator", a.generator,
+    run(KPG, "ranker", "features", "--tables", a.out, "--generator", a.generator,
         "--input", *[g for g, _ in valid_sets], "--output", valid_tsv)
 
     names, _, y, x = read_tsv(train_tsv)

@@ -16,6 +16,7 @@ use crate::one2set::candidates::Candidate;
 use crate::one2set::{GenerateWorkspace, Generator};
 use crate::rank::extract::{phrase_key, DocumentText};
 use crate::rank::features::FEATURE_NAMES;
+use crate::rank::neighbors::{NeighborIndex, NEIGHBORS_FILE};
 use crate::rank::pool::build_pool;
 use crate::rank::tables::{self, PhraseTable, PHRASES_FILE};
 
@@ -49,9 +50,9 @@ pub struct TablesArgs {
 
 #[derive(Args, Debug)]
 pub struct FeaturesArgs {
-    /// The phrase table: a ranker directory or a `phrases.tsv.gz` file.
+    /// A directory with the phrase table and retrieval index (`kpg ranker tables --out`).
     #[arg(long)]
-    pub phrases: PathBuf,
+    pub tables: PathBuf,
     /// Generator whose candidates join the pool (without it, the pool is the extractor's alone).
     #[arg(long)]
     pub generator: Option<PathBuf>,
@@ -77,7 +78,7 @@ fn build_tables(args: TablesArgs) -> Result<i32> {
         ));
     }
     let exclude: HashSet<String> = args.exclude_id.iter().cloned().collect();
-    let (table, skipped) = tables::build(&args.train, args.max_words, &exclude)?;
+    let (table, index, skipped) = tables::build(&args.train, args.max_words, &exclude)?;
     let missing: Vec<&String> = exclude.iter().filter(|id| !skipped.contains(id)).collect();
     if !missing.is_empty() {
         return Err(KpgError::InvalidArgument(format!(
@@ -87,6 +88,8 @@ fn build_tables(args: TablesArgs) -> Result<i32> {
     std::fs::create_dir_all(&args.out).map_err(|e| KpgError::io(&args.out, e))?;
     let path = args.out.join(PHRASES_FILE);
     table.save(&path)?;
+    let index_path = args.out.join(NEIGHBORS_FILE);
+    index.save(&index_path)?;
     let keyphrases = table
         .phrases
         .values()
@@ -94,22 +97,19 @@ fn build_tables(args: TablesArgs) -> Result<i32> {
         .count();
     eprintln!(
         "kpg ranker tables: {} documents ({} excluded), {} phrases ({keyphrases} ever a keyphrase) \
-         -> {}",
+         -> {} and {}",
         table.docs,
         skipped.len(),
         table.phrases.len(),
-        path.display()
+        path.display(),
+        index_path.display()
     );
     Ok(0)
 }
 
 fn features(args: FeaturesArgs) -> Result<i32> {
-    let phrases = if args.phrases.is_dir() {
-        args.phrases.join(PHRASES_FILE)
-    } else {
-        args.phrases.clone()
-    };
-    let table = PhraseTable::load(&phrases)?;
+    let table = PhraseTable::load(&args.tables.join(PHRASES_FILE))?;
+    let index = NeighborIndex::load(&args.tables.join(NEIGHBORS_FILE))?;
     let generator = args.generator.as_deref().map(Generator::load).transpose()?;
     let mut ws = GenerateWorkspace::default();
     let mut sink = LineSink::open(args.output.as_deref())?;
@@ -140,14 +140,14 @@ fn features(args: FeaturesArgs) -> Result<i32> {
                 let text = DocumentText::new(&doc.title, &doc.abstract_text);
                 let gold_keys: HashSet<String> =
                     doc.keyphrases.iter().map(|k| phrase_key(k)).collect();
-                for c in build_pool(&text, generated, present_codes, &table) {
+                let retrieved = index.retrieve(&text, &table);
+                for c in build_pool(&text, generated, present_codes, &retrieved, &table) {
                     let label = u8::from(gold_keys.contains(&c.key));
-                    let source = serde_json::to_string(&c.source).expect("plain enum");
                     let mut line = format!(
                         "{}\t{}\t{label}\t{}",
                         doc.id.replace(['\t', '\n'], " "),
                         c.phrase,
-                        source.trim_matches('"')
+                        c.source.name()
                     );
                     for f in c.features {
                         line.push('\t');

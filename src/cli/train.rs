@@ -31,6 +31,10 @@ pub struct TrainGeneratorArgs {
     /// Training corpora (JSON lines; several allowed).
     #[arg(long, num_args = 1.., required = true)]
     pub train: Vec<PathBuf>,
+    /// Leave out the training record with this id (repeatable), e.g. the acmcr record that
+    /// duplicates a Krapivin test document (`../shared/data/README.md`).
+    #[arg(long)]
+    pub exclude_id: Vec<String>,
     /// Validation corpus; the best model is the one with the lowest loss on it.
     #[arg(long)]
     pub valid: PathBuf,
@@ -151,6 +155,7 @@ impl TrainGeneratorArgs {
         }
         Ok(TrainOptions {
             train: self.train.clone(),
+            exclude_ids: self.exclude_id.clone(),
             valid: self.valid.clone(),
             out: self.out.clone(),
             config,

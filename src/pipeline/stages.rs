@@ -10,8 +10,11 @@ use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use rayon::prelude::*;
+
 use super::{Document, PipelineOptions, Tagged, TaggedCandidate};
 use crate::error::{KpgError, Result};
+use crate::one2set::candidates::Candidate;
 use crate::one2set::{GenerateWorkspace, Generator, PreparedDocument};
 use crate::rank::extract::DocumentText;
 use crate::rank::pool::Source;
@@ -220,8 +223,17 @@ fn generate_chunk(
     match generator.generate(&refs, ws) {
         Ok(results) => {
             let present_codes = generator.model.config.num_present_codes;
-            for (&i, candidates) in which.iter().zip(results) {
-                let item = &mut chunk[i];
+            // Ranking is per document and independent: spread it over the cores.
+            let mut work: Vec<(&mut Item, Vec<Candidate>)> = Vec::with_capacity(which.len());
+            let mut results = results.into_iter();
+            let mut which = which.iter().peekable();
+            for (i, item) in chunk.iter_mut().enumerate() {
+                if which.peek() == Some(&&i) {
+                    which.next();
+                    work.push((&mut **item, results.next().expect("one result per document")));
+                }
+            }
+            work.into_par_iter().for_each(|(item, candidates)| {
                 item.candidates = match (ranker, &item.doc) {
                     (Some(r), Ok(d)) => {
                         let text = DocumentText::new(&d.title, &d.abstract_text);
@@ -247,7 +259,7 @@ fn generate_chunk(
                         })
                         .collect(),
                 };
-            }
+            });
         }
         Err(e) => {
             for &i in &which {

@@ -40,11 +40,15 @@ pub const FEATURE_NAMES: [&str; FEATURE_COUNT] = [
     "generator_score",
     "generator_rank",
     "generator_present_code",
+    "retrieved",
+    "retrieval_score",
+    "retrieval_docs",
+    "retrieval_rank",
     "present",
     "pool_size",
 ];
 
-pub const FEATURE_COUNT: usize = 28;
+pub const FEATURE_COUNT: usize = 32;
 
 /// `count / total`, 0 when `total` is 0.
 fn ratio(count: f64, total: f64) -> f64 {
@@ -112,7 +116,7 @@ pub fn document_features(doc: &DocumentText, pool: &mut [PoolCandidate], table: 
             .iter()
             .filter(|&&p| p + words.len() <= doc.title_len)
             .count() as f64;
-        let g = c.generated;
+        let (g, r) = (c.generated, c.retrieved);
         let f = [
             words.len() as f64,
             c.phrase.chars().count() as f64,
@@ -135,11 +139,15 @@ pub fn document_features(doc: &DocumentText, pool: &mut [PoolCandidate], table: 
             word_idf.iter().sum::<f64>() / word_idf.len().max(1) as f64,
             ratio(super_tf, tf[i]),
             ratio(min_word_tf, tf[i]),
-            f64::from(u8::from(c.source.extracted())),
-            f64::from(u8::from(c.source.generated())),
+            f64::from(u8::from(c.source.extractor)),
+            f64::from(u8::from(c.source.generator)),
             g.map_or(-1.0, |g| g.score),
             g.map_or(-1.0, |g| g.rank as f64),
             g.map_or(-1.0, |g| f64::from(u8::from(g.present_code))),
+            f64::from(u8::from(c.source.retrieval)),
+            r.map_or(-1.0, |r| r.score),
+            r.map_or(-1.0, |r| r.docs as f64),
+            r.map_or(-1.0, |r| r.rank as f64),
             f64::from(u8::from(c.present())),
             n,
         ];
@@ -170,7 +178,7 @@ mod tests {
         };
         table.phrases.insert("graph network".into(), PhraseStats { df: 10, keyphrase_docs: 4 });
         table.phrases.insert("network".into(), PhraseStats { df: 50, keyphrase_docs: 5 });
-        let pool = build_pool(&doc, &[], 10, &table);
+        let pool = build_pool(&doc, &[], 10, &[], &table);
         let gn = pool.iter().find(|c| c.key == "graph network").unwrap();
         assert_eq!(feature(gn, "tf"), 2.0);
         assert_eq!(feature(gn, "title_tf"), 1.0);

@@ -5,11 +5,13 @@
 //! topped up to `min_keyphrases`.
 //!
 //! A ranker directory holds `phrases.tsv.gz` (document frequencies and keyphraseness of the
-//! training corpus, [`tables`]; `kpg ranker tables`) and `ranker.json` (the trees, the feature
-//! list they were trained on, the thresholds; `tools/train_ranker.py`).
+//! training corpus, [`tables`]) and `neighbors.tsv.gz` (the retrieval index of its documents and
+//! their keyphrases, [`neighbors`]), both written by `kpg ranker tables`, and `ranker.json` (the
+//! trees, the feature list they were trained on, the thresholds; `tools/train_ranker.py`).
 
 pub mod extract;
 pub mod features;
+pub mod neighbors;
 pub mod pool;
 pub mod stopwords;
 pub mod tables;
@@ -23,6 +25,7 @@ use crate::error::{KpgError, Result};
 use crate::one2set::candidates::Candidate;
 use extract::DocumentText;
 use features::FEATURE_NAMES;
+use neighbors::{NeighborIndex, NEIGHBORS_FILE};
 use pool::{build_pool, Source};
 use tables::{PhraseTable, PHRASES_FILE};
 use trees::{probability, Tree};
@@ -62,6 +65,7 @@ struct RankerFile {
 /// A loaded ranker: immutable, shared between threads.
 pub struct Ranker {
     pub table: PhraseTable,
+    pub neighbors: NeighborIndex,
     pub trees: Vec<Tree>,
     pub cut: CutOptions,
 }
@@ -96,8 +100,10 @@ impl Ranker {
         })?;
         let trees = Self::check(&path, file.format, &file.features, file.trees, &file.cut)?;
         let table = PhraseTable::load(&dir.join(PHRASES_FILE))?;
+        let neighbors = NeighborIndex::load(&dir.join(NEIGHBORS_FILE))?;
         Ok(Ranker {
             table,
+            neighbors,
             trees,
             cut: file.cut,
         })
@@ -168,7 +174,8 @@ impl Ranker {
         generated: &[Candidate],
         present_codes: usize,
     ) -> Vec<Ranked> {
-        let pool = build_pool(doc, generated, present_codes, &self.table);
+        let retrieved = self.neighbors.retrieve(doc, &self.table);
+        let pool = build_pool(doc, generated, present_codes, &retrieved, &self.table);
         let mut ranked: Vec<Ranked> = pool
             .into_iter()
             .map(|c| Ranked {
@@ -241,7 +248,7 @@ mod tests {
         Ranked {
             phrase: format!("{p}"),
             present,
-            source: Source::Extractor,
+            source: Source::default(),
             generator_score: None,
             probability: p,
             selected: false,

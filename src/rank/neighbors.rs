@@ -131,15 +131,25 @@ impl NeighborIndex {
     /// The `k` most similar training documents with their cosine similarity, most similar first
     /// (ties by index).
     pub fn neighbors(&self, doc: &DocumentText, table: &PhraseTable, k: usize) -> Vec<(usize, f64)> {
-        let mut score: HashMap<u32, f64> = HashMap::new();
+        // A dense accumulator: a few hundred KB, far cheaper than hashing every posting.
+        let mut score = vec![0f64; self.docs()];
+        let mut touched = Vec::new();
         for (stem, w) in tfidf_vector(doc, table) {
+            // A zero weight would leave a touched score at 0 and list its document twice.
+            if w <= 0.0 {
+                continue;
+            }
             if let Some(&t) = self.term_ids.get(&stem) {
                 for &(d, dw) in &self.postings[t as usize] {
-                    *score.entry(d).or_default() += w * f64::from(dw);
+                    let s = &mut score[d as usize];
+                    if *s == 0.0 {
+                        touched.push(d as usize);
+                    }
+                    *s += w * f64::from(dw);
                 }
             }
         }
-        let mut all: Vec<(usize, f64)> = score.into_iter().map(|(d, s)| (d as usize, s)).collect();
+        let mut all: Vec<(usize, f64)> = touched.into_iter().map(|d| (d, score[d])).collect();
         all.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         all.truncate(k);
         all

@@ -1,33 +1,58 @@
-//! One document's candidate pool: the extractor's candidates and the generator's, merged by
-//! stemmed form ([`super::extract::phrase_key`]), each marked with where it came from and described
-//! by the features the ranker reads ([`super::features`]).
+//! One document's candidate pool: the extractor's candidates, the generator's and the keyphrases of
+//! similar training documents ([`super::neighbors`]), merged by stemmed form
+//! ([`super::extract::phrase_key`]), each marked with where it came from and described by the
+//! features the ranker reads ([`super::features`]).
 
 use std::collections::HashMap;
 
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 
 use super::extract::{extract, stem_key, DocumentText};
 use super::features::{document_features, FEATURE_COUNT};
+use super::neighbors::Retrieved;
 use super::tables::PhraseTable;
 use crate::one2set::candidates::Candidate;
 use crate::preprocess::{tokenize, EOS, UNK};
 
-/// Which stage proposed a candidate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Source {
-    Extractor,
-    Generator,
-    Both,
+/// Which stages proposed a candidate; written out as their names joined by `+`
+/// (`"extractor+generator"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Source {
+    pub extractor: bool,
+    pub generator: bool,
+    pub retrieval: bool,
 }
 
 impl Source {
-    pub fn extracted(self) -> bool {
-        self != Source::Generator
+    pub fn name(self) -> String {
+        [
+            (self.extractor, "extractor"),
+            (self.generator, "generator"),
+            (self.retrieval, "retrieval"),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, n)| *n)
+        .collect::<Vec<_>>()
+        .join("+")
     }
-    pub fn generated(self) -> bool {
-        self != Source::Extractor
+}
+
+impl Serialize for Source {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.name())
     }
+}
+
+/// What retrieval said of a candidate.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetrievedInfo {
+    /// Summed similarity of the neighbours that have it as a keyphrase.
+    pub score: f64,
+    /// How many neighbours have it.
+    pub docs: usize,
+    /// Its place in the vote (0 = best).
+    pub rank: usize,
 }
 
 /// What the generator said of a candidate.
@@ -53,6 +78,7 @@ pub struct PoolCandidate {
     pub positions: Vec<usize>,
     pub source: Source,
     pub generated: Option<Generated>,
+    pub retrieved: Option<RetrievedInfo>,
     /// [`super::features::FEATURE_NAMES`] order; filled by [`build_pool`].
     pub features: [f64; FEATURE_COUNT],
 }
@@ -75,11 +101,13 @@ fn usable(tokens: &[String]) -> bool {
 
 /// Merges the extractor's candidates (up to the table's `max_words`) with the generator's
 /// (`generated`: sorted by confidence, as the generator returns them; `present_codes`: how many
-/// of its control codes are present ones), and computes every candidate's features.
+/// of its control codes are present ones) and the retrieved ones (best voted first), and computes
+/// every candidate's features.
 pub fn build_pool(
     doc: &DocumentText,
     generated: &[Candidate],
     present_codes: usize,
+    retrieved: &[Retrieved],
     table: &PhraseTable,
 ) -> Vec<PoolCandidate> {
     let mut pool: Vec<PoolCandidate> = extract(doc, table.max_words)
@@ -89,8 +117,12 @@ pub fn build_pool(
             key: e.key,
             tokens: e.words,
             positions: e.positions,
-            source: Source::Extractor,
+            source: Source {
+                extractor: true,
+                ..Source::default()
+            },
             generated: None,
+            retrieved: None,
             features: [0.0; FEATURE_COUNT],
         })
         .collect();
@@ -111,26 +143,58 @@ pub fn build_pool(
             // Sorted by confidence: the first time a key is seen is its best.
             Some(&i) if pool[i].generated.is_some() => {}
             Some(&i) => {
-                pool[i].source = Source::Both;
+                pool[i].source.generator = true;
                 pool[i].generated = Some(info);
             }
             None => {
-                let stems: Vec<String> = key.split(' ').map(str::to_string).collect();
                 index.insert(key.clone(), pool.len());
-                pool.push(PoolCandidate {
-                    phrase: tokens.join(" "),
-                    positions: doc.occurrences(&stems),
-                    key,
-                    tokens,
-                    source: Source::Generator,
-                    generated: Some(info),
-                    features: [0.0; FEATURE_COUNT],
-                });
+                let mut c = outside_candidate(doc, key, tokens);
+                c.source.generator = true;
+                c.generated = Some(info);
+                pool.push(c);
             }
+        }
+    }
+    for (rank, r) in retrieved.iter().enumerate() {
+        let tokens = tokenize(&r.phrase);
+        if !usable(&tokens) {
+            continue;
+        }
+        let info = RetrievedInfo {
+            score: r.score,
+            docs: r.docs,
+            rank,
+        };
+        let i = match index.get(&r.key) {
+            Some(&i) => i,
+            None => {
+                index.insert(r.key.clone(), pool.len());
+                pool.push(outside_candidate(doc, r.key.clone(), tokens));
+                pool.len() - 1
+            }
+        };
+        if pool[i].retrieved.is_none() {
+            pool[i].source.retrieval = true;
+            pool[i].retrieved = Some(info);
         }
     }
     document_features(doc, &mut pool, table);
     pool
+}
+
+/// A candidate that the extractor did not propose (absent, or present across a stopword).
+fn outside_candidate(doc: &DocumentText, key: String, tokens: Vec<String>) -> PoolCandidate {
+    let stems: Vec<String> = key.split(' ').map(str::to_string).collect();
+    PoolCandidate {
+        phrase: tokens.join(" "),
+        positions: doc.occurrences(&stems),
+        key,
+        tokens,
+        source: Source::default(),
+        generated: None,
+        retrieved: None,
+        features: [0.0; FEATURE_COUNT],
+    }
 }
 
 #[cfg(test)]
@@ -161,18 +225,28 @@ mod tests {
             gen("<unk> model", 0.8, 1),
             gen("graph , x", 0.8, 2),
         ];
-        let pool = build_pool(&doc, &generated, 10, &table);
+        let retrieved = [Retrieved {
+            phrase: "graph learning".into(),
+            key: "graph learn".into(),
+            score: 1.5,
+            docs: 2,
+        }];
+        let pool = build_pool(&doc, &generated, 10, &retrieved, &table);
         let nn = pool.iter().find(|c| c.key == "neural network").unwrap();
-        assert_eq!(nn.source, Source::Both);
+        assert_eq!(nn.source.name(), "extractor+generator");
         assert_eq!(nn.phrase, "neural networks", "the text's own form");
         assert_eq!(nn.generated.unwrap().score, 0.9);
         assert!(nn.generated.unwrap().present_code);
         let dl = pool.iter().find(|c| c.key == "deep learn").unwrap();
-        assert_eq!(dl.source, Source::Generator);
+        assert_eq!(dl.source.name(), "generator");
+        let gl = pool.iter().find(|c| c.key == "graph learn").unwrap();
+        assert_eq!(gl.source.name(), "retrieval");
+        assert_eq!(gl.retrieved.unwrap().docs, 2);
+        assert!(!gl.present());
         assert!(!dl.present() && !dl.generated.unwrap().present_code);
         assert!(pool.iter().all(|c| !c.phrase.contains("<unk>") && !c.phrase.contains(',')));
         let train = pool.iter().find(|c| c.key == "train").unwrap();
-        assert_eq!(train.source, Source::Extractor);
+        assert_eq!(serde_json::to_string(&train.source).unwrap(), "\"extractor\"");
         assert!(train.present());
     }
 }

@@ -16,6 +16,7 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 
 use super::extract::{extract, phrase_key, DocumentText};
+use super::neighbors::NeighborIndex;
 use crate::error::{KpgError, Result};
 use crate::eval::input::{for_each_line, open};
 
@@ -150,18 +151,38 @@ impl PhraseTable {
     }
 }
 
-/// Builds a table from gold-format corpora (`{"id", "title", "abstract", "keyphrases"}`), skipping
-/// the records whose id is in `exclude`. Returns the table and the ids that were skipped.
+/// Builds the phrase table and the retrieval index from gold-format corpora (`{"id", "title",
+/// "abstract", "keyphrases"}`), skipping the records whose id is in `exclude`: one pass for the
+/// table, a second for the index (whose weights need the table's IDF). Returns both and the ids
+/// that were skipped.
 pub fn build(
     inputs: &[std::path::PathBuf],
     max_words: usize,
     exclude: &HashSet<String>,
-) -> Result<(PhraseTable, Vec<String>)> {
+) -> Result<(PhraseTable, NeighborIndex, Vec<String>)> {
     let mut table = PhraseTable {
         max_words,
         ..PhraseTable::default()
     };
     let mut skipped = Vec::new();
+    for_each_record(inputs, exclude, |doc, gold| table.add_document(doc, gold), &mut skipped)?;
+    table.prune();
+    let mut index = NeighborIndex::default();
+    for_each_record(
+        inputs,
+        exclude,
+        |doc, gold| index.add_document(doc, gold, &table),
+        &mut Vec::new(),
+    )?;
+    Ok((table, index, skipped))
+}
+
+fn for_each_record(
+    inputs: &[std::path::PathBuf],
+    exclude: &HashSet<String>,
+    mut each: impl FnMut(&DocumentText, &[String]),
+    skipped: &mut Vec<String>,
+) -> Result<()> {
     for path in inputs {
         for_each_line(path, |_, text| {
             let r: TrainRecord =
@@ -174,12 +195,11 @@ pub fn build(
                 skipped.push(id);
                 return Ok(());
             }
-            table.add_document(&DocumentText::new(&r.title, &r.abstract_text), &r.keyphrases);
+            each(&DocumentText::new(&r.title, &r.abstract_text), &r.keyphrases);
             Ok(())
         })?;
     }
-    table.prune();
-    Ok((table, skipped))
+    Ok(())
 }
 
 #[derive(serde::Deserialize)]

@@ -9,6 +9,8 @@ use crate::model::one2set_config::One2SetConfig;
 #[derive(Debug, Clone)]
 pub struct TrainOptions {
     pub train: Vec<PathBuf>,
+    /// Training records left out by id (e.g. one that duplicates a test document).
+    pub exclude_ids: Vec<String>,
     pub valid: PathBuf,
     pub out: PathBuf,
     /// The model's sizes; `vocab_size` is an upper bound when the vocabulary is built here.
@@ -45,6 +47,7 @@ impl TrainOptions {
             "config": self.config.to_json(),
             "train": self.train.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
             "valid": self.valid.display().to_string(),
+            "exclude_ids": self.exclude_ids,
             "vocab": self.vocab.as_ref().map(|p| p.display().to_string()),
             "assign": format!("{:?}", self.assign).to_lowercase(),
             "batch_size": self.batch_size,

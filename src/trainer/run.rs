@@ -64,7 +64,17 @@ pub fn train(opts: &TrainOptions, mut report: impl FnMut(&Progress)) -> Result<T
 
     // Data and vocabulary.
     let mut stats = ReadStats::default();
-    let records = read_records(&opts.train, &mut stats)?;
+    let mut records = read_records(&opts.train, &mut stats)?;
+    let before = records.len();
+    records.retain(|r| !opts.exclude_ids.contains(&r.id));
+    if records.len() + opts.exclude_ids.len() != before {
+        return Err(KpgError::InvalidArgument(format!(
+            "--exclude-id: {} of the {} ids are not training records",
+            opts.exclude_ids.len() - (before - records.len()),
+            opts.exclude_ids.len()
+        )));
+    }
+    stats.records -= before - records.len();
     let vocab = vocabulary(opts, out, saved.is_some(), &records)?;
     let mut config = opts.config.clone();
     config.vocab_size = config.vocab_size.min(vocab.len());
