@@ -31,7 +31,12 @@ fn trees_match_lightgbm() {
     assert!(rows.len() >= 100);
     let mut worst = 0f64;
     for (row, want) in rows.iter().zip(want) {
-        let x: Vec<f64> = row.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        let x: Vec<f64> = row
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
         let got = probability(&ranker.trees, &x);
         worst = worst.max((got - want.as_f64().unwrap()).abs());
     }
@@ -88,7 +93,11 @@ fn default_tag_finds_the_document_topic_and_never_junk() {
         })
         .collect();
     let (out, lines) = tag(&input);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(lines.len(), 2);
     for line in &lines {
         let keyphrases = strings(&line["keyphrases"]);
@@ -99,10 +108,15 @@ fn default_tag_finds_the_document_topic_and_never_junk() {
             let phrase = c["phrase"].as_str().unwrap();
             let tokens: Vec<&str> = phrase.split(' ').collect();
             assert!(
-                !tokens.iter().any(|t| ["<eos>", "<unk>", ",", ".", "(", ")", "'"].contains(t)),
+                !tokens
+                    .iter()
+                    .any(|t| ["<eos>", "<unk>", ",", ".", "(", ")", "'"].contains(t)),
                 "junk candidate {phrase:?}"
             );
-            assert!(!tokens.iter().all(|t| *t == "<digit>"), "digit-only {phrase:?}");
+            assert!(
+                !tokens.iter().all(|t| *t == "<digit>"),
+                "digit-only {phrase:?}"
+            );
             let source = c["source"].as_str().unwrap();
             assert!(
                 !source.is_empty()
@@ -115,11 +129,18 @@ fn default_tag_finds_the_document_topic_and_never_junk() {
             assert!((0.0..=1.0).contains(&p));
         }
         // Ranked: most probable first.
-        let scores: Vec<f64> = candidates.iter().map(|c| c["score"].as_f64().unwrap()).collect();
+        let scores: Vec<f64> = candidates
+            .iter()
+            .map(|c| c["score"].as_f64().unwrap())
+            .collect();
         assert!(scores.windows(2).all(|w| w[0] >= w[1]));
     }
     let top = |i: usize| strings(&lines[i]["keyphrases"])[..3].to_vec();
-    assert!(top(0).contains(&"optimal transport".to_string()), "{:?}", top(0));
+    assert!(
+        top(0).contains(&"optimal transport".to_string()),
+        "{:?}",
+        top(0)
+    );
     assert!(
         top(1).iter().any(|k| k.contains("sensor network")),
         "{:?}",
@@ -141,7 +162,8 @@ fn a_damaged_ranker_directory_is_a_named_error() {
     let r = dir.path().join("ranker");
     copy_dir(&repo().join(DEFAULT_RANKER), &r);
     let json_path = r.join("ranker.json");
-    let original: Value = serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    let original: Value =
+        serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
 
     let mut v = original.clone();
     v["features"][3] = Value::String("something_else".into());
@@ -158,12 +180,21 @@ fn a_damaged_ranker_directory_is_a_named_error() {
     std::fs::write(&json_path, original.to_string()).unwrap();
     std::fs::remove_file(r.join("phrases.tsv.gz")).unwrap();
     let e = Ranker::load(&r).err().unwrap().to_string();
-    assert!(e.contains("phrases.tsv.gz") && e.contains("not found"), "{e}");
+    assert!(
+        e.contains("phrases.tsv.gz") && e.contains("not found"),
+        "{e}"
+    );
 
     // Through the CLI: exit 2 and the file named on one line.
     let out = Command::new(kpg_bin())
         .current_dir(repo())
-        .args(["tag", "--ranker", r.to_str().unwrap(), "--input", "examples/abstracts.jsonl"])
+        .args([
+            "tag",
+            "--ranker",
+            r.to_str().unwrap(),
+            "--input",
+            "examples/abstracts.jsonl",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));

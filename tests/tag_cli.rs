@@ -189,7 +189,14 @@ fn every_record_gets_one_line_in_order() {
     // Without the ranker, threshold 0: every generator candidate is a keyphrase.
     let good = corpus(3, 30);
     let out = kpg_stdin(
-        &["tag", "--generator", s(&gen), "--no-ranker", "--threshold", "0"],
+        &[
+            "tag",
+            "--generator",
+            s(&gen),
+            "--no-ranker",
+            "--threshold",
+            "0",
+        ],
         good.as_bytes(),
     );
     ok(&out);

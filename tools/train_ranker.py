@@ -17,7 +17,7 @@ deterministic LightGBM on two threads):
 3. LightGBM, binary objective; the number of trees by early stopping on validation log loss.
 4. The thresholds: `kpg tag` with the new ranker on both validation sets, then the present and
    the absent probability thresholds that maximise the mean F1@M there (`kpg eval`), with the
-   list topped up to five keyphrases.
+   list topped up to five present keyphrases.
 5. tests/fixtures/ranker_parity.json: LightGBM's own probabilities for sampled validation rows,
    which `cargo test` holds kpg's tree evaluation to.
 """
@@ -37,9 +37,9 @@ import numpy as np
 KPG = os.environ.get("KPG", "target/release/kpg")
 DUPLICATE_OF_TEST = {"10.1145/1508850.1508851"}  # Krapivin test 1009027, data/README.md
 HOLDOUT_EVERY = 25
-MIN_KEYPHRASES = 5
+MIN_PRESENT = 5
 POOL_SIZE = 30
-ABSENT_SLOTS = 5
+ABSENT_SLOTS = 3
 PARAMS = dict(
     objective="binary",
     learning_rate=0.05,
@@ -117,7 +117,7 @@ def write_ranker(out, names, booster, present_t, absent_t):
         "features": names,
         "present_threshold": present_t,
         "absent_threshold": absent_t,
-        "min_keyphrases": MIN_KEYPHRASES,
+        "min_present": MIN_PRESENT,
         "pool_size": POOL_SIZE,
         "absent_slots": ABSENT_SLOTS,
         "trees": [flatten(t["tree_structure"]) for t in dump["tree_info"]],
@@ -127,12 +127,15 @@ def write_ranker(out, names, booster, present_t, absent_t):
 
 
 def cut(candidates, present_t, absent_t):
-    """kpg's rank::cut: the candidates over their kind's threshold, topped up to five."""
+    """kpg's rank::cut: the candidates over their kind's threshold, topped up to five present."""
     sel = [c["score"] >= (present_t if c["present"] else absent_t) for c in candidates]
-    for i in range(len(sel)):
-        if sum(sel) >= MIN_KEYPHRASES:
+    present = sum(s and c["present"] for c, s in zip(candidates, sel))
+    for i, c in enumerate(candidates):
+        if present >= MIN_PRESENT:
             break
-        sel[i] = True
+        if c["present"] and not sel[i]:
+            sel[i] = True
+            present += 1
     return [c["phrase"] for c, s in zip(candidates, sel) if s]
 
 

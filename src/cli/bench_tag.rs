@@ -53,7 +53,12 @@ pub fn bench_tag(args: BenchTagArgs) -> Result<i32> {
         ..PipelineOptions::default()
     };
     let start = Instant::now();
-    let pipeline = Pipeline::load(&args.generator, args.ranker.ranker_dir().as_deref(), args.selector.as_deref(), opts)?;
+    let pipeline = Pipeline::load(
+        &args.generator,
+        args.ranker.ranker_dir().as_deref(),
+        args.selector.as_deref(),
+        opts,
+    )?;
     let load_s = start.elapsed().as_secs_f64();
     let docs = documents(&args)?;
     let n = docs.len();

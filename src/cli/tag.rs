@@ -17,9 +17,9 @@ use crate::one2set::document::parse_document;
 use crate::one2set::Generator;
 use crate::pipeline::stages::{self, Batch, Item, Models, StageOptions};
 use crate::pipeline::{Document, Tagged};
+use crate::rank::Ranker;
 use crate::records::{error_line, NumberedLine};
 use crate::select::document::record_id;
-use crate::rank::Ranker;
 use crate::select::Selector;
 
 /// Where `kpg tag` looks for a generator when `--generator` is not given.
@@ -97,7 +97,12 @@ pub fn tag(args: TagArgs) -> Result<i32> {
     };
     let models = Arc::new(Models {
         generator: Generator::load(&generator)?,
-        ranker: args.ranker.ranker_dir().as_deref().map(Ranker::load).transpose()?,
+        ranker: args
+            .ranker
+            .ranker_dir()
+            .as_deref()
+            .map(Ranker::load)
+            .transpose()?,
         selector: args.selector.as_deref().map(Selector::load).transpose()?,
     });
 

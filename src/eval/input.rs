@@ -281,7 +281,10 @@ mod tests {
             r#"{"id": "a", "keyphrases": ["x"], "candidates": [{"phrase": "y"}, "x"]}"#,
         )
         .unwrap();
-        assert_eq!(p.candidates.as_deref(), Some(&["y".to_string(), "x".to_string()][..]));
+        assert_eq!(
+            p.candidates.as_deref(),
+            Some(&["y".to_string(), "x".to_string()][..])
+        );
     }
 
     #[test]

@@ -24,7 +24,11 @@ pub struct PoolMatches {
     pub candidates: usize,
 }
 
-pub fn match_pool(doc: &GoldDocument, candidates: &[String], tokenization: Tokenization) -> PoolMatches {
+pub fn match_pool(
+    doc: &GoldDocument,
+    candidates: &[String],
+    tokenization: Tokenization,
+) -> PoolMatches {
     let source = presence_source(doc, tokenization);
     let pool: HashSet<Vec<String>> = candidates
         .iter()
@@ -85,7 +89,11 @@ fn recall(docs: &[PoolMatches], found: fn(&PoolMatches) -> (usize, usize)) -> Po
         .map(|(h, g)| h as f64 / g as f64)
         .collect();
     PoolRecall {
-        recall_micro: if gold > 0 { hits as f64 / gold as f64 } else { 0.0 },
+        recall_micro: if gold > 0 {
+            hits as f64 / gold as f64
+        } else {
+            0.0
+        },
         recall_macro: if per_doc.is_empty() {
             0.0
         } else {
@@ -128,22 +136,44 @@ mod tests {
         // Document 1: present gold {graph network, kernel}, absent gold {deep learning}.
         // Pool: "Graph Networks" (stems to gold), "kernels" (gold), "deep learning" (absent gold),
         // "x , y" (dropped), "kernel" (duplicate of "kernels").
-        let d1 = doc("Graph networks", "with kernels", &["graph network", "kernel", "deep learning"]);
+        let d1 = doc(
+            "Graph networks",
+            "with kernels",
+            &["graph network", "kernel", "deep learning"],
+        );
         let m1 = match_pool(
             &d1,
-            &strings(&["Graph Networks", "kernels", "deep learning", "x , y", "kernel"]),
+            &strings(&[
+                "Graph Networks",
+                "kernels",
+                "deep learning",
+                "x , y",
+                "kernel",
+            ]),
             Tokenization::Kpg,
         );
         assert_eq!(
             m1,
-            PoolMatches { present_found: 2, present_gold: 2, absent_found: 1, absent_gold: 1, candidates: 3 }
+            PoolMatches {
+                present_found: 2,
+                present_gold: 2,
+                absent_found: 1,
+                absent_gold: 1,
+                candidates: 3
+            }
         );
         // Document 2: present gold {a b, c}, absent {z}; the pool holds only "c".
         let d2 = doc("a b c", "", &["a b", "c", "z"]);
         let m2 = match_pool(&d2, &strings(&["c", "q"]), Tokenization::Kpg);
         assert_eq!(
             m2,
-            PoolMatches { present_found: 1, present_gold: 2, absent_found: 0, absent_gold: 1, candidates: 2 }
+            PoolMatches {
+                present_found: 1,
+                present_gold: 2,
+                absent_found: 0,
+                absent_gold: 1,
+                candidates: 2
+            }
         );
         // Document 3: no gold at all; does not count in the macro means.
         let d3 = doc("t", "u", &[]);

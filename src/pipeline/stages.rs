@@ -230,7 +230,10 @@ fn generate_chunk(
             for (i, item) in chunk.iter_mut().enumerate() {
                 if which.peek() == Some(&&i) {
                     which.next();
-                    work.push((&mut **item, results.next().expect("one result per document")));
+                    work.push((
+                        &mut **item,
+                        results.next().expect("one result per document"),
+                    ));
                 }
             }
             work.into_par_iter().for_each(|(item, candidates)| {

@@ -179,7 +179,10 @@ mod tests {
         assert_eq!(nn.positions, [0, 4]);
         let net = e.iter().find(|c| c.key == "network").unwrap();
         assert_eq!(net.positions, [1, 5, 8]);
-        assert_eq!(doc.occurrences(&["neural".into(), "network".into()]), [0, 4]);
+        assert_eq!(
+            doc.occurrences(&["neural".into(), "network".into()]),
+            [0, 4]
+        );
         assert_eq!(phrase_key("Neural Networks"), "neural network");
     }
 

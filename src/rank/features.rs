@@ -7,9 +7,9 @@
 
 use std::collections::HashMap;
 
+use super::extract::DocumentText;
 use super::pool::PoolCandidate;
 use super::tables::PhraseTable;
-use super::extract::DocumentText;
 
 /// The features in the order of a ranker's `features` list; a ranker trained on another list is
 /// refused at load.
@@ -127,7 +127,11 @@ pub fn document_features(doc: &DocumentText, pool: &mut [PoolCandidate], table: 
             tfidf_rank[i] as f64,
             ratio(tfidf_rank[i] as f64, n),
             first_pos,
-            if first_pos < 0.0 { -1.0 } else { first_pos / doc_len },
+            if first_pos < 0.0 {
+                -1.0
+            } else {
+                first_pos / doc_len
+            },
             spread,
             doc.len() as f64,
             stats.df as f64,
@@ -176,8 +180,20 @@ mod tests {
             max_words: 3,
             ..PhraseTable::default()
         };
-        table.phrases.insert("graph network".into(), PhraseStats { df: 10, keyphrase_docs: 4 });
-        table.phrases.insert("network".into(), PhraseStats { df: 50, keyphrase_docs: 5 });
+        table.phrases.insert(
+            "graph network".into(),
+            PhraseStats {
+                df: 10,
+                keyphrase_docs: 4,
+            },
+        );
+        table.phrases.insert(
+            "network".into(),
+            PhraseStats {
+                df: 50,
+                keyphrase_docs: 5,
+            },
+        );
         let pool = build_pool(&doc, &[], 10, &[], &table);
         let gn = pool.iter().find(|c| c.key == "graph network").unwrap();
         assert_eq!(feature(gn, "tf"), 2.0);
@@ -192,7 +208,10 @@ mod tests {
         let g = pool.iter().find(|c| c.key == "graph").unwrap();
         assert_eq!(feature(g, "tf"), 3.0);
         assert!((feature(g, "super_tf_ratio") - 2.0 / 3.0).abs() < 1e-12);
-        assert!((feature(gn, "min_word_tf_ratio") - 1.0).abs() < 1e-12, "network: 2 of 2");
+        assert!(
+            (feature(gn, "min_word_tf_ratio") - 1.0).abs() < 1e-12,
+            "network: 2 of 2"
+        );
         assert_eq!(FEATURE_NAMES.len(), FEATURE_COUNT);
     }
 }

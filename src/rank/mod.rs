@@ -2,7 +2,7 @@
 //! (the extractor's n-grams and the generator's phrases, [`pool`]), ranked by gradient-boosted
 //! trees ([`trees`]) over cheap features ([`features`]) and cut into one list that serves both
 //! F1@5 and F1@M: the candidates whose probability reaches a threshold chosen on validation data,
-//! topped up to `min_keyphrases`.
+//! topped up to `min_present` present ones.
 //!
 //! A ranker directory holds `phrases.tsv.gz` (document frequencies and keyphraseness of the
 //! training corpus, [`tables`]) and `neighbors.tsv.gz` (the retrieval index of its documents and
@@ -43,8 +43,10 @@ pub struct CutOptions {
     pub present_threshold: f64,
     /// An absent (generated) candidate with at least this probability is a keyphrase.
     pub absent_threshold: f64,
-    /// Fewer keyphrases than this are topped up with the most probable of the rest.
-    pub min_keyphrases: usize,
+    /// Fewer present keyphrases than this are topped up with the most probable present candidates
+    /// of the rest: F1@5 divides by five whatever the count, so a short list only loses there,
+    /// while the threshold keeps F1@M's list as long as it pays.
+    pub min_present: usize,
     /// Candidates kept (and written out, and shown to a selector) per document.
     pub pool_size: usize,
     /// Of those, places kept for the most probable absent (generated) candidates, when there are
@@ -217,9 +219,9 @@ pub fn keep_pool(ranked: Vec<Ranked>, opts: &CutOptions) -> Vec<Ranked> {
 }
 
 /// Marks the keyphrases of a ranked list (most probable first): those at or above their kind's
-/// threshold, then the most probable of the rest until there are `min_keyphrases`.
+/// threshold, then the most probable present ones of the rest until `min_present` are present.
 pub fn cut(ranked: &mut [Ranked], opts: &CutOptions) {
-    let mut count = 0;
+    let mut present = 0;
     for r in ranked.iter_mut() {
         let threshold = if r.present {
             opts.present_threshold
@@ -227,15 +229,15 @@ pub fn cut(ranked: &mut [Ranked], opts: &CutOptions) {
             opts.absent_threshold
         };
         r.selected = r.probability >= threshold;
-        count += usize::from(r.selected);
+        present += usize::from(r.selected && r.present);
     }
-    for r in ranked.iter_mut() {
-        if count >= opts.min_keyphrases {
+    for r in ranked.iter_mut().filter(|r| r.present) {
+        if present >= opts.min_present {
             break;
         }
         if !r.selected {
             r.selected = true;
-            count += 1;
+            present += 1;
         }
     }
 }
@@ -260,18 +262,32 @@ mod tests {
         let opts = CutOptions {
             present_threshold: 0.5,
             absent_threshold: 0.8,
-            min_keyphrases: 3,
+            min_present: 3,
             pool_size: 10,
             absent_slots: 2,
         };
-        let mut r = vec![ranked(0.9, true), ranked(0.7, false), ranked(0.6, true), ranked(0.1, true)];
+        let mut r = vec![
+            ranked(0.9, true),
+            ranked(0.7, false),
+            ranked(0.6, true),
+            ranked(0.1, true),
+            ranked(0.05, true),
+        ];
         cut(&mut r, &opts);
         let sel: Vec<bool> = r.iter().map(|r| r.selected).collect();
-        // 0.7 absent is under its threshold but tops the list up to three.
-        assert_eq!(sel, [true, true, true, false]);
-        let mut r = vec![ranked(0.9, true), ranked(0.85, false), ranked(0.6, true), ranked(0.55, true)];
+        // 0.7 absent is under its threshold and does not count; 0.1 present tops up to three.
+        assert_eq!(sel, [true, false, true, true, false]);
+        let mut r = vec![
+            ranked(0.9, true),
+            ranked(0.85, false),
+            ranked(0.6, true),
+            ranked(0.55, true),
+        ];
         cut(&mut r, &opts);
-        assert!(r.iter().all(|r| r.selected), "more than the minimum when they pass");
+        assert!(
+            r.iter().all(|r| r.selected),
+            "more than the minimum when they pass"
+        );
     }
 
     #[test]
@@ -279,7 +295,7 @@ mod tests {
         let opts = CutOptions {
             present_threshold: 0.5,
             absent_threshold: 0.5,
-            min_keyphrases: 1,
+            min_present: 1,
             pool_size: 4,
             absent_slots: 2,
         };
@@ -297,12 +313,18 @@ mod tests {
             .iter()
             .map(|r| (r.probability, r.present))
             .collect();
-        assert_eq!(kept, [(0.9, true), (0.8, true), (0.2, false), (0.05, false)]);
+        assert_eq!(
+            kept,
+            [(0.9, true), (0.8, true), (0.2, false), (0.05, false)]
+        );
         // Fewer absent candidates than places: present ones fill the rest.
         let only_one_absent: Vec<Ranked> = list[..5].to_vec();
         assert_eq!(keep_pool(only_one_absent, &opts).len(), 4);
         assert_eq!(
-            keep_pool(list[..5].to_vec(), &opts).iter().filter(|r| !r.present).count(),
+            keep_pool(list[..5].to_vec(), &opts)
+                .iter()
+                .filter(|r| !r.present)
+                .count(),
             1
         );
     }

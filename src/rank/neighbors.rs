@@ -47,12 +47,13 @@ fn tfidf_vector(doc: &DocumentText, table: &PhraseTable) -> Vec<(String, f64)> {
         .into_iter()
         .map(|(s, n)| (s.to_string(), (1.0 + (n as f64).ln()) * table.idf(s)))
         .collect();
+    // Heaviest first, ties by stem: the kept terms and the norm's summation order must not
+    // depend on hashing, or two runs would differ in the last bits.
+    v.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     let norm = v.iter().map(|(_, w)| w * w).sum::<f64>().sqrt();
     if norm > 0.0 {
         v.iter_mut().for_each(|(_, w)| *w /= norm);
     }
-    // Heaviest first, ties by stem, so that the kept terms do not depend on hashing.
-    v.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     v
 }
 
@@ -63,9 +64,9 @@ pub struct NeighborIndex {
     term_ids: HashMap<String, u32>,
     keyphrases: Vec<String>,
     keyphrase_ids: HashMap<String, u32>,
-    doc_keyphrases: Vec<Vec<u32>>,             // [docs]
-    doc_terms: Vec<Vec<(u32, u8)>>,            // [docs] as stored
-    postings: Vec<Vec<(u32, f32)>>,            // [terms] (doc, weight)
+    doc_keyphrases: Vec<Vec<u32>>,  // [docs]
+    doc_terms: Vec<Vec<(u32, u8)>>, // [docs] as stored
+    postings: Vec<Vec<(u32, f32)>>, // [terms] (doc, weight)
 }
 
 /// A phrase that similar documents have as a keyphrase.
@@ -130,7 +131,12 @@ impl NeighborIndex {
 
     /// The `k` most similar training documents with their cosine similarity, most similar first
     /// (ties by index).
-    pub fn neighbors(&self, doc: &DocumentText, table: &PhraseTable, k: usize) -> Vec<(usize, f64)> {
+    pub fn neighbors(
+        &self,
+        doc: &DocumentText,
+        table: &PhraseTable,
+        k: usize,
+    ) -> Vec<(usize, f64)> {
         // A dense accumulator: a few hundred KB, far cheaper than hashing every posting.
         let mut score = vec![0f64; self.docs()];
         let mut touched = Vec::new();
@@ -230,7 +236,10 @@ impl NeighborIndex {
         next(&mut line, &mut line_no)?;
         let mut fields = line.split('\t');
         if fields.next() != Some("#kpg-neighbors") {
-            return Err(bad(1, "not a kpg neighbour index (no `#kpg-neighbors` header)".into()));
+            return Err(bad(
+                1,
+                "not a kpg neighbour index (no `#kpg-neighbors` header)".into(),
+            ));
         }
         let (mut docs, mut terms, mut kps) = (None, None, None);
         for f in fields {
@@ -254,14 +263,18 @@ impl NeighborIndex {
             if !next(&mut line, &mut line_no)? {
                 return Err(truncated(line_no));
             }
-            index.term_ids.insert(line.clone(), index.terms.len() as u32);
+            index
+                .term_ids
+                .insert(line.clone(), index.terms.len() as u32);
             index.terms.push(line.clone());
         }
         for _ in 0..kps {
             if !next(&mut line, &mut line_no)? {
                 return Err(truncated(line_no));
             }
-            index.keyphrase_ids.insert(line.clone(), index.keyphrases.len() as u32);
+            index
+                .keyphrase_ids
+                .insert(line.clone(), index.keyphrases.len() as u32);
             index.keyphrases.push(line.clone());
         }
         for _ in 0..docs {
@@ -308,14 +321,32 @@ mod tests {
 
     #[test]
     fn nearest_documents_vote_their_keyphrases() {
-        let mut table = PhraseTable { docs: 100, max_words: 3, ..PhraseTable::default() };
+        let mut table = PhraseTable {
+            docs: 100,
+            max_words: 3,
+            ..PhraseTable::default()
+        };
         for w in ["sensor", "network", "energi", "rout", "imag", "segment"] {
-            table.phrases.insert(w.into(), PhraseStats { df: 10, keyphrase_docs: 0 });
+            table.phrases.insert(
+                w.into(),
+                PhraseStats {
+                    df: 10,
+                    keyphrase_docs: 0,
+                },
+            );
         }
         let mut index = NeighborIndex::default();
         let train = [
-            ("Sensor networks", "Energy in sensor networks.", vec!["wireless sensor networks", "energy"]),
-            ("Routing", "Routing in sensor networks.", vec!["Wireless Sensor Networks", "routing"]),
+            (
+                "Sensor networks",
+                "Energy in sensor networks.",
+                vec!["wireless sensor networks", "energy"],
+            ),
+            (
+                "Routing",
+                "Routing in sensor networks.",
+                vec!["Wireless Sensor Networks", "routing"],
+            ),
             ("Images", "Image segmentation.", vec!["computer vision"]),
         ];
         for (t, a, kps) in &train {
@@ -325,7 +356,10 @@ mod tests {
         let query = DocumentText::new("Energy-aware routing", "for sensor networks");
         let n = index.neighbors(&query, &table, 2);
         assert_eq!(n.iter().map(|x| x.0).collect::<Vec<_>>().len(), 2);
-        assert!(n.iter().all(|x| x.0 != 2), "the image paper is not a neighbour: {n:?}");
+        assert!(
+            n.iter().all(|x| x.0 != 2),
+            "the image paper is not a neighbour: {n:?}"
+        );
         let r = index.retrieve(&query, &table);
         assert_eq!(r[0].phrase, "wireless sensor networks");
         assert_eq!(r[0].docs, 2, "both spellings are one keyphrase");
@@ -343,10 +377,18 @@ mod tests {
     fn a_truncated_index_is_a_named_error() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(NEIGHBORS_FILE);
-        std::fs::write(&path, "#kpg-neighbors\tdocs=2\tterms=1\tkeyphrases=1\nx\ny\n0\t0:9\n").unwrap();
+        std::fs::write(
+            &path,
+            "#kpg-neighbors\tdocs=2\tterms=1\tkeyphrases=1\nx\ny\n0\t0:9\n",
+        )
+        .unwrap();
         let e = NeighborIndex::load(&path).unwrap_err().to_string();
         assert!(e.contains("truncated") && e.contains(NEIGHBORS_FILE), "{e}");
-        std::fs::write(&path, "#kpg-neighbors\tdocs=1\tterms=1\tkeyphrases=1\nx\ny\n0\t3:9\n").unwrap();
+        std::fs::write(
+            &path,
+            "#kpg-neighbors\tdocs=1\tterms=1\tkeyphrases=1\nx\ny\n0\t3:9\n",
+        )
+        .unwrap();
         let e = NeighborIndex::load(&path).unwrap_err().to_string();
         assert!(e.contains("not a term index"), "{e}");
     }

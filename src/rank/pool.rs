@@ -126,8 +126,11 @@ pub fn build_pool(
             features: [0.0; FEATURE_COUNT],
         })
         .collect();
-    let mut index: HashMap<String, usize> =
-        pool.iter().enumerate().map(|(i, c)| (c.key.clone(), i)).collect();
+    let mut index: HashMap<String, usize> = pool
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.key.clone(), i))
+        .collect();
     for (rank, g) in generated.iter().enumerate() {
         let tokens = tokenize(&g.phrase);
         if !usable(&tokens) {
@@ -244,9 +247,14 @@ mod tests {
         assert_eq!(gl.retrieved.unwrap().docs, 2);
         assert!(!gl.present());
         assert!(!dl.present() && !dl.generated.unwrap().present_code);
-        assert!(pool.iter().all(|c| !c.phrase.contains("<unk>") && !c.phrase.contains(',')));
+        assert!(pool
+            .iter()
+            .all(|c| !c.phrase.contains("<unk>") && !c.phrase.contains(',')));
         let train = pool.iter().find(|c| c.key == "train").unwrap();
-        assert_eq!(serde_json::to_string(&train.source).unwrap(), "\"extractor\"");
+        assert_eq!(
+            serde_json::to_string(&train.source).unwrap(),
+            "\"extractor\""
+        );
         assert!(train.present());
     }
 }

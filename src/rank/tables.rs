@@ -73,7 +73,12 @@ impl PhraseTable {
         let file = std::fs::File::create(path).map_err(|e| KpgError::io(path, e))?;
         let mut w = GzEncoder::new(std::io::BufWriter::new(file), Compression::new(9));
         let io = |e| KpgError::io(path, e);
-        writeln!(w, "#kpg-phrases\tdocs={}\tmax_words={}", self.docs, self.max_words).map_err(io)?;
+        writeln!(
+            w,
+            "#kpg-phrases\tdocs={}\tmax_words={}",
+            self.docs, self.max_words
+        )
+        .map_err(io)?;
         let mut keys: Vec<&String> = self.phrases.keys().collect();
         keys.sort();
         for k in keys {
@@ -100,7 +105,10 @@ impl PhraseTable {
             .map_err(|e| KpgError::io(path, e))?;
         let mut fields = header.trim_end().split('\t');
         if fields.next() != Some("#kpg-phrases") {
-            return Err(bad(1, "not a kpg phrase table (no `#kpg-phrases` header)".into()));
+            return Err(bad(
+                1,
+                "not a kpg phrase table (no `#kpg-phrases` header)".into(),
+            ));
         }
         let mut table = PhraseTable::default();
         for f in fields {
@@ -132,7 +140,10 @@ impl PhraseTable {
             let (Some(key), Some(df), Some(kp), None) =
                 (parts.next(), parts.next(), parts.next(), parts.next())
             else {
-                return Err(bad(line_no, "expected `key<TAB>df<TAB>keyphrase_docs`".into()));
+                return Err(bad(
+                    line_no,
+                    "expected `key<TAB>df<TAB>keyphrase_docs`".into(),
+                ));
             };
             let number = |s: &str| {
                 s.parse::<u32>()
@@ -143,7 +154,10 @@ impl PhraseTable {
                 keyphrase_docs: number(kp)?,
             };
             if stats.keyphrase_docs > stats.df {
-                return Err(bad(line_no, "more keyphrase documents than documents".into()));
+                return Err(bad(
+                    line_no,
+                    "more keyphrase documents than documents".into(),
+                ));
             }
             table.phrases.insert(key.to_string(), stats);
         }
@@ -165,7 +179,12 @@ pub fn build(
         ..PhraseTable::default()
     };
     let mut skipped = Vec::new();
-    for_each_record(inputs, exclude, |doc, gold| table.add_document(doc, gold), &mut skipped)?;
+    for_each_record(
+        inputs,
+        exclude,
+        |doc, gold| table.add_document(doc, gold),
+        &mut skipped,
+    )?;
     table.prune();
     let mut index = NeighborIndex::default();
     for_each_record(
@@ -195,7 +214,10 @@ fn for_each_record(
                 skipped.push(id);
                 return Ok(());
             }
-            each(&DocumentText::new(&r.title, &r.abstract_text), &r.keyphrases);
+            each(
+                &DocumentText::new(&r.title, &r.abstract_text),
+                &r.keyphrases,
+            );
             Ok(())
         })?;
     }
@@ -225,11 +247,30 @@ mod tests {
             &DocumentText::new("Neural networks", "Neural networks learn."),
             &["neural network".into(), "deep learning".into()],
         );
-        t.add_document(&DocumentText::new("Networks", "of neurons"), &["networks".into()]);
+        t.add_document(
+            &DocumentText::new("Networks", "of neurons"),
+            &["networks".into()],
+        );
         assert_eq!(t.docs, 2);
-        assert_eq!(t.get("neural network"), PhraseStats { df: 1, keyphrase_docs: 1 });
-        assert_eq!(t.get("network"), PhraseStats { df: 2, keyphrase_docs: 1 });
-        assert_eq!(t.get("deep learn"), PhraseStats::default(), "absent gold is not counted");
+        assert_eq!(
+            t.get("neural network"),
+            PhraseStats {
+                df: 1,
+                keyphrase_docs: 1
+            }
+        );
+        assert_eq!(
+            t.get("network"),
+            PhraseStats {
+                df: 2,
+                keyphrase_docs: 1
+            }
+        );
+        assert_eq!(
+            t.get("deep learn"),
+            PhraseStats::default(),
+            "absent gold is not counted"
+        );
         t.prune();
         assert!(t.phrases.contains_key("neural network") && !t.phrases.contains_key("learn"));
 
@@ -248,7 +289,10 @@ mod tests {
             ("hello\n", "no `#kpg-phrases` header"),
             ("#kpg-phrases\tdocs=x\n", "not name=number"),
             ("#kpg-phrases\tdocs=3\tmax_words=3\na\t1\n", "expected `key"),
-            ("#kpg-phrases\tdocs=3\tmax_words=3\na\t1\t2\n", "more keyphrase documents"),
+            (
+                "#kpg-phrases\tdocs=3\tmax_words=3\na\t1\t2\n",
+                "more keyphrase documents",
+            ),
         ] {
             std::fs::write(&path, text).unwrap();
             let e = PhraseTable::load(&path).unwrap_err().to_string();

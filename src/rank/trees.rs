@@ -13,11 +13,11 @@ use serde::Deserialize;
 /// One tree as stored.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct Tree {
-    pub feature: Vec<usize>,  // [internal nodes]
-    pub threshold: Vec<f64>,  // [internal nodes]
-    pub left: Vec<i32>,       // [internal nodes]
-    pub right: Vec<i32>,      // [internal nodes]
-    pub leaf: Vec<f64>,       // [leaves]
+    pub feature: Vec<usize>, // [internal nodes]
+    pub threshold: Vec<f64>, // [internal nodes]
+    pub left: Vec<i32>,      // [internal nodes]
+    pub right: Vec<i32>,     // [internal nodes]
+    pub leaf: Vec<f64>,      // [leaves]
 }
 
 impl Tree {
@@ -28,11 +28,19 @@ impl Tree {
             return Err("node arrays of different lengths".into());
         }
         if self.leaf.len() != n + 1 {
-            return Err(format!("{} internal nodes need {} leaves, not {}", n, n + 1, self.leaf.len()));
+            return Err(format!(
+                "{} internal nodes need {} leaves, not {}",
+                n,
+                n + 1,
+                self.leaf.len()
+            ));
         }
         for i in 0..n {
             if self.feature[i] >= num_features {
-                return Err(format!("node {i} splits on feature {}, of {num_features}", self.feature[i]));
+                return Err(format!(
+                    "node {i} splits on feature {}, of {num_features}",
+                    self.feature[i]
+                ));
             }
             if !self.threshold[i].is_finite() {
                 return Err(format!("node {i} has a non-finite threshold"));
@@ -106,7 +114,13 @@ mod tests {
         assert_eq!(t.predict(&[1.0, 0.0]), 1.0, "<= goes left");
         assert_eq!(t.predict(&[0.5, 0.1]), 2.0);
         assert_eq!(t.predict(&[1.5, 0.0]), -3.0);
-        let single = Tree { feature: vec![], threshold: vec![], left: vec![], right: vec![], leaf: vec![0.5] };
+        let single = Tree {
+            feature: vec![],
+            threshold: vec![],
+            left: vec![],
+            right: vec![],
+            leaf: vec![0.5],
+        };
         assert_eq!(raw_score(&[t, single], &[2.0, 0.0]), -2.5);
     }
 
