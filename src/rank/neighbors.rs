@@ -156,8 +156,13 @@ impl NeighborIndex {
             }
         }
         let mut all: Vec<(usize, f64)> = touched.into_iter().map(|d| (d, score[d])).collect();
-        all.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        let order = |a: &(usize, f64), b: &(usize, f64)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+        // Most documents share a term with the query: select the top k before sorting them.
+        if all.len() > k && k > 0 {
+            all.select_nth_unstable_by(k - 1, order);
+        }
         all.truncate(k);
+        all.sort_by(order);
         all
     }
 
