@@ -53,9 +53,10 @@ pub fn bench_tag(args: BenchTagArgs) -> Result<i32> {
         ..PipelineOptions::default()
     };
     let start = Instant::now();
+    let ranker = args.ranker.ranker_dir();
     let pipeline = Pipeline::load(
         &args.generator,
-        args.ranker.ranker_dir().as_deref(),
+        ranker.as_deref(),
         args.selector.as_deref(),
         opts,
     )?;
@@ -111,6 +112,7 @@ pub fn bench_tag(args: BenchTagArgs) -> Result<i32> {
             "device": "cpu",
             "threads": rayon::current_num_threads(),
             "generator": args.generator,
+            "ranker": ranker,
             "selector": args.selector,
             "input": args.documents.input,
             "docs": n,

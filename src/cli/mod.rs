@@ -79,14 +79,17 @@ pub enum Command {
     Vocab(VocabArgs),
     /// Select keyphrases among candidates with an LLM selector (JSON lines in, JSON lines out).
     Select(SelectArgs),
-    /// Tag documents with keyphrases: generator, then selector (JSON lines in, JSON lines out).
+    /// Tag documents with keyphrases: a ranked candidate pool, then a selector or the ranker's cut
+    /// (JSON lines in, JSON lines out).
     ///
     /// Input lines `{"id", "title", "abstract"}` (stdin or a file, .gz allowed); output lines
     /// `{"id", "keyphrases", "present", "absent", "candidates": [{"phrase", "score", "present",
-    /// "selected", "p_true"}]}` in input order, one per input record, with `"warnings"` when a
-    /// document was cut to the models' length, or `{"id", "error"}` in place for a bad record
-    /// (exit status 1). Without --selector, the candidates whose generator confidence is at least
-    /// --threshold are the keyphrases (and there is no `p_true`).
+    /// "source", "selected", "p_true"}]}` in input order, one per input record, with `"warnings"`
+    /// when a document was cut to the models' length, or `{"id", "error"}` in place for a bad
+    /// record (exit status 1). The pool is the generator's, the extractor's and retrieved
+    /// candidates ranked by the ranker (default models/ranker); without --selector the ranker's
+    /// cut gives the keyphrases (and there is no `p_true`). With --no-ranker the candidates are
+    /// the generator's and, without a selector, those at or above --threshold are kept.
     Tag(TagArgs),
     /// Throughput benchmarks; one JSON line of figures on stdout.
     #[command(subcommand)]
@@ -210,7 +213,12 @@ pub struct TagArgs {
     pub shard: Option<Shard>,
     /// Without a ranker (--no-ranker) and without --selector: the generator confidence (mean token
     /// probability) a candidate needs to be a keyphrase.
-    #[arg(long, default_value_t = crate::pipeline::DEFAULT_THRESHOLD, conflicts_with = "selector")]
+    #[arg(
+        long,
+        default_value_t = crate::pipeline::DEFAULT_THRESHOLD,
+        conflicts_with = "selector",
+        requires = "no_ranker"
+    )]
     pub threshold: f64,
     /// Documents per batch: the generator decodes them together and the selector takes them at
     /// once; memory holds a few batches.

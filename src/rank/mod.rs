@@ -17,7 +17,7 @@ pub mod stopwords;
 pub mod tables;
 pub mod trees;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
@@ -112,14 +112,14 @@ impl Ranker {
     }
 
     fn check(
-        path: &PathBuf,
+        path: &Path,
         format: String,
         features: &[String],
         trees: Vec<Tree>,
         cut: &CutOptions,
     ) -> Result<Vec<Tree>> {
         let bad = |field: &str, reason: String| KpgError::Config {
-            path: path.clone(),
+            path: path.to_path_buf(),
             field: field.into(),
             reason,
         };
