@@ -156,6 +156,39 @@ fn a_killed_run_resumes_to_the_same_weights_and_other_options_are_refused() {
 }
 
 #[test]
+fn init_from_continues_a_model_and_refuses_other_sizes() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = dir.path().join("first");
+    ok(kpg(&train_args(&first, 10, &[])));
+    let warm = dir.path().join("warm");
+    ok(kpg(&train_args(
+        &warm,
+        10,
+        &["--init-from", first.to_str().unwrap()],
+    )));
+    // The warm run starts where the first ended: its first validation (after 20 steps in all)
+    // is below the first run's (after 10), and it kept that model's vocabulary.
+    let (a, b) = (losses(&first, "valid"), losses(&warm, "valid"));
+    assert!(b[0] < a[0], "warm start {b:?} against {a:?}");
+    assert_eq!(
+        std::fs::read(first.join("tokenizer.json")).unwrap(),
+        std::fs::read(warm.join("tokenizer.json")).unwrap()
+    );
+
+    let other = kpg(&train_args(
+        &dir.path().join("other"),
+        1,
+        &["--init-from", first.to_str().unwrap(), "--layers", "3"],
+    ));
+    assert_eq!(other.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&other.stderr);
+    assert!(
+        err.contains("--init-from") && err.contains("shape"),
+        "{err}"
+    );
+}
+
+#[test]
 fn malformed_training_records_are_skipped_and_named() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.jsonl");

@@ -46,6 +46,11 @@ pub struct TrainGeneratorArgs {
     /// Use this tokenizer.json (e.g. from `kpg vocab`) instead of building one from --train.
     #[arg(long)]
     pub vocab: Option<PathBuf>,
+    /// Start from this generator directory's weights instead of random ones (a fresh optimiser):
+    /// to continue training a model whose checkpoint is gone, e.g. `models/generator`. The sizes
+    /// must be that model's; its tokenizer.json is the vocabulary unless --vocab is given.
+    #[arg(long)]
+    pub init_from: Option<PathBuf>,
     /// How targets are matched to control codes.
     #[arg(long, value_enum, default_value = "ot")]
     pub assign: AssignMethodArg,
@@ -159,7 +164,13 @@ impl TrainGeneratorArgs {
             valid: self.valid.clone(),
             out: self.out.clone(),
             config,
-            vocab: self.vocab.clone(),
+            // A warm start reads its model's own vocabulary unless told otherwise.
+            vocab: self.vocab.clone().or_else(|| {
+                self.init_from
+                    .as_deref()
+                    .map(crate::one2set::vocab::tokenizer_path)
+            }),
+            init_from: self.init_from.clone(),
             assign: self.assign.into(),
             epochs: self.epochs,
             batch_size: self.batch_size,

@@ -17,6 +17,8 @@ pub struct TrainOptions {
     pub config: One2SetConfig,
     /// A `tokenizer.json` to use instead of building the vocabulary from the training data.
     pub vocab: Option<PathBuf>,
+    /// A generator directory whose weights a new run starts from (its optimiser starts afresh).
+    pub init_from: Option<PathBuf>,
     pub assign: AssignMethod,
     pub epochs: usize,
     /// Documents per optimiser step (One2Set: 12).
@@ -49,6 +51,7 @@ impl TrainOptions {
             "valid": self.valid.display().to_string(),
             "exclude_ids": self.exclude_ids,
             "vocab": self.vocab.as_ref().map(|p| p.display().to_string()),
+            "init_from": self.init_from.as_ref().map(|p| p.display().to_string()),
             "assign": format!("{:?}", self.assign).to_lowercase(),
             "batch_size": self.batch_size,
             "dropout": self.dropout,

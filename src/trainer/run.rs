@@ -143,7 +143,10 @@ pub fn train(opts: &TrainOptions, mut report: impl FnMut(&Progress)) -> Result<T
             (params, adam, state)
         }
         None => {
-            let params = Params::<f32>::init(&config, opts.seed);
+            let params = match &opts.init_from {
+                Some(dir) => warm_start(dir, &config)?,
+                None => Params::<f32>::init(&config, opts.seed),
+            };
             let adam = Adam::new(&params);
             let state = TrainState {
                 step: 0,
@@ -417,4 +420,32 @@ fn write_summary(
             .expect("a summary serialises")
             .as_bytes(),
     )
+}
+
+/// The weights of the generator in `dir`, which must have the shapes of `config` (same sizes and
+/// vocabulary size): a new run that continues an earlier model with a fresh optimiser.
+fn warm_start(dir: &Path, config: &One2SetConfig) -> Result<Params<f32>> {
+    let loaded = Params::<f32>::load(dir)?;
+    let want = Params::<f32>::zeros(config);
+    for (w, g) in want.tensors.iter().zip(&loaded.tensors) {
+        if w.name != g.name || w.shape != g.shape {
+            return Err(KpgError::InvalidArgument(format!(
+                "--init-from {}: tensor `{}` has shape {:?}, but this run's sizes give {:?} \
+                 (use the same --preset, sizes, vocabulary and --vocab-size as that model)",
+                dir.display(),
+                w.name,
+                g.shape,
+                w.shape
+            )));
+        }
+    }
+    if want.tensors.len() != loaded.tensors.len() {
+        return Err(KpgError::InvalidArgument(format!(
+            "--init-from {}: {} tensors, this run's sizes give {}",
+            dir.display(),
+            loaded.tensors.len(),
+            want.tensors.len()
+        )));
+    }
+    Ok(loaded)
 }
