@@ -431,9 +431,10 @@ fn a_prompt_longer_than_the_selector_takes_is_cut_with_a_warning() {
         .iter()
         .map(|w| w.as_str().unwrap())
         .collect();
-    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert_eq!(warnings.len(), 3, "{warnings:?}");
     assert!(warnings[0].contains("generator read the first 512"));
-    assert!(warnings[1].contains("selector's context of 4096 tokens"));
+    assert!(warnings[1].contains("ranker read the first 2048 tokens"));
+    assert!(warnings[2].contains("selector's context of 4096 tokens"));
     assert!(got[0]["candidates"]
         .as_array()
         .unwrap()

@@ -16,7 +16,7 @@ use super::{Document, PipelineOptions, Tagged, TaggedCandidate};
 use crate::error::{KpgError, Result};
 use crate::one2set::candidates::Candidate;
 use crate::one2set::{GenerateWorkspace, Generator, PreparedDocument};
-use crate::rank::extract::DocumentText;
+use crate::rank::extract::{DocumentText, MAX_TOKENS};
 use crate::rank::pool::Source;
 use crate::rank::Ranker;
 use crate::select::document::{Candidate as SelectCandidate, SelectDocument};
@@ -240,6 +240,11 @@ fn generate_chunk(
                 item.candidates = match (ranker, &item.doc) {
                     (Some(r), Ok(d)) => {
                         let text = DocumentText::new(&d.title, &d.abstract_text);
+                        if text.truncated {
+                            item.warnings.push(format!(
+                                "truncated: the ranker read the first {MAX_TOKENS} tokens"
+                            ));
+                        }
                         r.rank(&text, &candidates, present_codes)
                             .into_iter()
                             .map(|c| Proposed {

@@ -13,6 +13,14 @@ use super::stopwords::is_stopword;
 use crate::eval::porter;
 use crate::preprocess::{tokenize, DIGIT};
 
+/// Most tokens of a document the ranker reads (title and abstract together): far above any
+/// abstract (the test sets' longest is about 1,200), and a bound on the work and memory a huge
+/// record can ask for.
+pub const MAX_TOKENS: usize = 2048;
+/// Bytes of each field read before tokenising, so that a huge field is cut before it is split:
+/// [`MAX_TOKENS`] tokens of ordinary text fit well within this.
+const MAX_FIELD_BYTES: usize = MAX_TOKENS * 32;
+
 /// A document's title and abstract as tokens, with their stems: `title . abstract`, as the
 /// evaluation decides presence, so no candidate spans the two.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,19 +29,43 @@ pub struct DocumentText {
     pub stems: Vec<String>,  // [len]
     /// Tokens of the title (positions below it are in the title).
     pub title_len: usize,
+    /// Whether the text was cut to [`MAX_TOKENS`].
+    pub truncated: bool,
+}
+
+/// The first `max` bytes of `text`, cut back to a character boundary.
+fn prefix(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 impl DocumentText {
     pub fn new(title: &str, abstract_text: &str) -> Self {
-        let mut tokens = tokenize(title);
-        let title_len = tokens.len();
+        let (t, a) = (
+            prefix(title, MAX_FIELD_BYTES),
+            prefix(abstract_text, MAX_FIELD_BYTES),
+        );
+        let mut truncated = t.len() < title.len() || a.len() < abstract_text.len();
+        let mut tokens = tokenize(t);
+        let title_len = tokens.len().min(MAX_TOKENS);
         tokens.push(".".to_string());
-        tokens.extend(tokenize(abstract_text));
+        tokens.extend(tokenize(a));
+        if tokens.len() > MAX_TOKENS {
+            tokens.truncate(MAX_TOKENS);
+            truncated = true;
+        }
         let stems = tokens.iter().map(|t| porter::stem(t)).collect();
         DocumentText {
             tokens,
             stems,
             title_len,
+            truncated,
         }
     }
 
@@ -184,6 +216,20 @@ mod tests {
             [0, 4]
         );
         assert_eq!(phrase_key("Neural Networks"), "neural network");
+    }
+
+    #[test]
+    fn a_huge_document_is_cut_before_it_is_split() {
+        let word = "graph ";
+        let huge = word.repeat(10 * MAX_FIELD_BYTES / word.len());
+        let doc = DocumentText::new("A title", &huge);
+        assert!(doc.truncated);
+        assert_eq!(doc.len(), MAX_TOKENS);
+        assert_eq!(doc.title_len, 2);
+        let short = DocumentText::new("A title", "an abstract");
+        assert!(!short.truncated);
+        // A cut never splits a character.
+        assert_eq!(prefix("aé", 2), "a");
     }
 
     #[test]
