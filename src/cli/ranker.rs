@@ -1,7 +1,7 @@
-//! `kpg ranker`: what a ranker directory is made of. `tables` counts the phrase table of a
-//! training corpus; `features` writes the pool of each gold document with its features and labels,
-//! which `tools/train_ranker.py` trains the trees on (so that training and `kpg tag` compute the
-//! features with the same code).
+//! `kpg ranker`: what a ranker directory is made of. `tables` counts the phrase table and builds
+//! the retrieval index of a training corpus; `features` writes the pool of each gold document with
+//! its features and labels, which `tools/train_ranker.py` trains the trees on (so that training and
+//! `kpg tag` compute the features with the same code).
 
 use std::collections::HashSet;
 use std::io::Write;
@@ -22,8 +22,9 @@ use crate::rank::tables::{self, PhraseTable, PHRASES_FILE};
 
 #[derive(Subcommand, Debug)]
 pub enum RankerCommand {
-    /// Count a ranker's phrase table (`phrases.tsv.gz`): every candidate's document frequency and
-    /// how often it is an author keyphrase, over gold-format corpora.
+    /// Count a ranker's phrase table (`phrases.tsv.gz`: every candidate's document frequency and
+    /// how often it is an author keyphrase) and build its retrieval index (`neighbors.tsv.gz`),
+    /// over gold-format corpora.
     Tables(TablesArgs),
     /// Write every candidate of the pool of gold documents, with its features and label, as TSV.
     ///
@@ -37,7 +38,7 @@ pub struct TablesArgs {
     /// Training corpora `{"id", "title", "abstract", "keyphrases"}` (JSON lines, .gz allowed).
     #[arg(long, num_args = 1.., required = true)]
     pub train: Vec<PathBuf>,
-    /// Output directory (created); the table goes to DIR/phrases.tsv.gz.
+    /// Output directory (created): DIR/phrases.tsv.gz and DIR/neighbors.tsv.gz.
     #[arg(long)]
     pub out: PathBuf,
     /// Longest extracted candidate, in words.

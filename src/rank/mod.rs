@@ -86,7 +86,7 @@ pub struct Ranked {
 }
 
 impl Ranker {
-    /// Loads `phrases.tsv.gz` and `ranker.json` from `dir`.
+    /// Loads `ranker.json`, `phrases.tsv.gz` and `neighbors.tsv.gz` from `dir`.
     pub fn load(dir: &Path) -> Result<Self> {
         if !dir.is_dir() {
             return Err(KpgError::MissingFile { path: dir.into() });
