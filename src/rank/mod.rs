@@ -14,6 +14,7 @@ pub mod features;
 pub mod neighbors;
 pub mod pool;
 pub mod stopwords;
+mod table_file;
 pub mod tables;
 pub mod trees;
 

@@ -14,16 +14,12 @@
 //! `kp,kp,...\tterm:q term:q ...` (indices into the two lists; weight = q / 255).
 
 use std::collections::HashMap;
-use std::io::{BufRead, Write};
 use std::path::Path;
 
-use flate2::write::GzEncoder;
-use flate2::Compression;
-
 use super::extract::{is_candidate_word, phrase_key, DocumentText};
+use super::table_file::{TableReader, TableWriter};
 use super::tables::PhraseTable;
-use crate::error::{KpgError, Result};
-use crate::eval::input::open;
+use crate::error::Result;
 use crate::preprocess::{tokenize, DIGIT};
 
 /// File name of the index inside a ranker directory.
@@ -191,109 +187,56 @@ impl NeighborIndex {
     }
 
     pub fn save(&self, path: &Path) -> Result<()> {
-        let file = std::fs::File::create(path).map_err(|e| KpgError::io(path, e))?;
-        let mut w = GzEncoder::new(std::io::BufWriter::new(file), Compression::new(9));
-        let io = |e| KpgError::io(path, e);
-        writeln!(
-            w,
-            "#kpg-neighbors\tdocs={}\tterms={}\tkeyphrases={}",
-            self.docs(),
-            self.terms.len(),
-            self.keyphrases.len()
-        )
-        .map_err(io)?;
-        for t in &self.terms {
-            writeln!(w, "{t}").map_err(io)?;
-        }
-        for k in &self.keyphrases {
-            writeln!(w, "{k}").map_err(io)?;
+        let header = [
+            ("docs", self.docs() as u64),
+            ("terms", self.terms.len() as u64),
+            ("keyphrases", self.keyphrases.len() as u64),
+        ];
+        let mut w = TableWriter::create(path, "neighbors", &header)?;
+        for line in self.terms.iter().chain(&self.keyphrases) {
+            w.line(line)?;
         }
         for (kps, terms) in self.doc_keyphrases.iter().zip(&self.doc_terms) {
             let kps: Vec<String> = kps.iter().map(u32::to_string).collect();
             let terms: Vec<String> = terms.iter().map(|(t, q)| format!("{t}:{q}")).collect();
-            writeln!(w, "{}\t{}", kps.join(","), terms.join(" ")).map_err(io)?;
+            w.line(&format!("{}\t{}", kps.join(","), terms.join(" ")))?;
         }
-        w.finish().and_then(|mut b| b.flush()).map_err(io)?;
-        Ok(())
+        w.finish()
     }
 
     pub fn load(path: &Path) -> Result<Self> {
-        if !path.is_file() {
-            return Err(KpgError::MissingFile { path: path.into() });
-        }
-        let bad = |line: usize, reason: String| KpgError::InputLine {
-            path: path.into(),
-            line,
-            reason,
-        };
-        let mut reader = open(path)?;
-        let mut line = String::new();
-        let mut line_no = 0;
-        let mut next = |line: &mut String, line_no: &mut usize| -> Result<bool> {
-            line.clear();
-            *line_no += 1;
-            let n = reader.read_line(line).map_err(|e| KpgError::io(path, e))?;
-            while line.ends_with(['\n', '\r']) {
-                line.pop();
-            }
-            Ok(n > 0)
-        };
-        next(&mut line, &mut line_no)?;
-        let mut fields = line.split('\t');
-        if fields.next() != Some("#kpg-neighbors") {
-            return Err(bad(
-                1,
-                "not a kpg neighbour index (no `#kpg-neighbors` header)".into(),
-            ));
-        }
-        let (mut docs, mut terms, mut kps) = (None, None, None);
-        for f in fields {
-            let (name, value) = f.split_once('=').unwrap_or((f, ""));
-            let v = value
-                .parse::<usize>()
-                .map_err(|_| bad(1, format!("header field `{f}` is not name=number")))?;
-            match name {
-                "docs" => docs = Some(v),
-                "terms" => terms = Some(v),
-                "keyphrases" => kps = Some(v),
-                _ => {}
-            }
-        }
-        let (Some(docs), Some(terms), Some(kps)) = (docs, terms, kps) else {
-            return Err(bad(1, "header lacks docs=, terms= or keyphrases=".into()));
-        };
+        let mut r = TableReader::open(
+            path,
+            "neighbors",
+            "a kpg neighbour index",
+            &["docs", "terms", "keyphrases"],
+        )?;
+        let (docs, terms, kps) = (r.field("docs"), r.field("terms"), r.field("keyphrases"));
         let mut index = NeighborIndex::default();
-        let truncated = |line_no| bad(line_no, "the file ends early (truncated?)".into());
         for _ in 0..terms {
-            if !next(&mut line, &mut line_no)? {
-                return Err(truncated(line_no));
-            }
+            let line = r.required_line()?.to_string();
             index
                 .term_ids
                 .insert(line.clone(), index.terms.len() as u32);
-            index.terms.push(line.clone());
+            index.terms.push(line);
         }
         for _ in 0..kps {
-            if !next(&mut line, &mut line_no)? {
-                return Err(truncated(line_no));
-            }
+            let line = r.required_line()?.to_string();
             index
                 .keyphrase_ids
                 .insert(line.clone(), index.keyphrases.len() as u32);
-            index.keyphrases.push(line.clone());
+            index.keyphrases.push(line);
         }
         for _ in 0..docs {
-            if !next(&mut line, &mut line_no)? {
-                return Err(truncated(line_no));
-            }
+            let line = r.required_line()?.to_string();
             let (k, t) = line
                 .split_once('\t')
-                .ok_or_else(|| bad(line_no, "expected `keyphrases<TAB>terms`".into()))?;
-            let id = |s: &str, limit: usize, what: &str| -> Result<u32> {
+                .ok_or_else(|| r.error("expected `keyphrases<TAB>terms`".into()))?;
+            let id = |s: &str, limit: u64, what: &str| -> Result<u32> {
                 s.parse::<u32>()
                     .ok()
-                    .filter(|&i| (i as usize) < limit)
-                    .ok_or_else(|| bad(line_no, format!("`{s}` is not a {what} index")))
+                    .filter(|&i| u64::from(i) < limit)
+                    .ok_or_else(|| r.error(format!("`{s}` is not a {what} index")))
             };
             let doc_kps = k
                 .split(',')
@@ -306,10 +249,10 @@ impl NeighborIndex {
                 .map(|p| {
                     let (t, q) = p
                         .split_once(':')
-                        .ok_or_else(|| bad(line_no, format!("`{p}` is not term:weight")))?;
+                        .ok_or_else(|| r.error(format!("`{p}` is not term:weight")))?;
                     let q = q
                         .parse::<u8>()
-                        .map_err(|_| bad(line_no, format!("`{q}` is not a weight of 0..255")))?;
+                        .map_err(|_| r.error(format!("`{q}` is not a weight of 0..255")))?;
                     Ok((id(t, terms, "term")?, q))
                 })
                 .collect::<Result<Vec<_>>>()?;

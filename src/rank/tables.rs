@@ -9,16 +9,13 @@
 //! left out (most of the corpus's n-grams, and their IDF is the table's largest anyway).
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, Write};
 use std::path::Path;
-
-use flate2::write::GzEncoder;
-use flate2::Compression;
 
 use super::extract::{extract, phrase_key, DocumentText};
 use super::neighbors::NeighborIndex;
-use crate::error::{KpgError, Result};
-use crate::eval::input::{for_each_line, open};
+use super::table_file::{TableReader, TableWriter};
+use crate::error::Result;
+use crate::eval::input::for_each_line;
 
 /// File name of the table inside a ranker directory.
 pub const PHRASES_FILE: &str = "phrases.tsv.gz";
@@ -70,94 +67,50 @@ impl PhraseTable {
 
     /// Writes the table, sorted by key so that the file is reproducible.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let file = std::fs::File::create(path).map_err(|e| KpgError::io(path, e))?;
-        let mut w = GzEncoder::new(std::io::BufWriter::new(file), Compression::new(9));
-        let io = |e| KpgError::io(path, e);
-        writeln!(
-            w,
-            "#kpg-phrases\tdocs={}\tmax_words={}",
-            self.docs, self.max_words
-        )
-        .map_err(io)?;
+        let header = [("docs", self.docs), ("max_words", self.max_words as u64)];
+        let mut w = TableWriter::create(path, "phrases", &header)?;
         let mut keys: Vec<&String> = self.phrases.keys().collect();
         keys.sort();
         for k in keys {
             let s = self.phrases[k];
-            writeln!(w, "{k}\t{}\t{}", s.df, s.keyphrase_docs).map_err(io)?;
+            w.line(&format!("{k}\t{}\t{}", s.df, s.keyphrase_docs))?;
         }
-        w.finish().and_then(|mut b| b.flush()).map_err(io)?;
-        Ok(())
+        w.finish()
     }
 
     pub fn load(path: &Path) -> Result<Self> {
-        if !path.is_file() {
-            return Err(KpgError::MissingFile { path: path.into() });
-        }
-        let bad = |line: usize, reason: String| KpgError::InputLine {
-            path: path.into(),
-            line,
-            reason,
+        let mut r = TableReader::open(
+            path,
+            "phrases",
+            "a kpg phrase table",
+            &["docs", "max_words"],
+        )?;
+        let mut table = PhraseTable {
+            docs: r.field("docs"),
+            max_words: r.field("max_words") as usize,
+            ..PhraseTable::default()
         };
-        let mut reader = open(path)?;
-        let mut header = String::new();
-        reader
-            .read_line(&mut header)
-            .map_err(|e| KpgError::io(path, e))?;
-        let mut fields = header.trim_end().split('\t');
-        if fields.next() != Some("#kpg-phrases") {
-            return Err(bad(
-                1,
-                "not a kpg phrase table (no `#kpg-phrases` header)".into(),
-            ));
-        }
-        let mut table = PhraseTable::default();
-        for f in fields {
-            let (name, value) = f.split_once('=').unwrap_or((f, ""));
-            let number = value
-                .parse::<u64>()
-                .map_err(|_| bad(1, format!("header field `{f}` is not name=number")))?;
-            match name {
-                "docs" => table.docs = number,
-                "max_words" => table.max_words = number as usize,
-                _ => {}
-            }
-        }
         if table.docs == 0 || table.max_words == 0 {
-            return Err(bad(1, "header lacks docs= or max_words=".into()));
+            return Err(r.error("docs= and max_words= must be positive".into()));
         }
-        let mut line_no = 1;
-        let mut line = String::new();
-        loop {
-            line.clear();
-            let n = reader
-                .read_line(&mut line)
-                .map_err(|e| KpgError::io(path, e))?;
-            if n == 0 {
-                break;
-            }
-            line_no += 1;
-            let mut parts = line.trim_end_matches(['\n', '\r']).split('\t');
+        while let Some(line) = r.next_line()? {
+            let line = line.to_string();
+            let mut parts = line.split('\t');
             let (Some(key), Some(df), Some(kp), None) =
                 (parts.next(), parts.next(), parts.next(), parts.next())
             else {
-                return Err(bad(
-                    line_no,
-                    "expected `key<TAB>df<TAB>keyphrase_docs`".into(),
-                ));
+                return Err(r.error("expected `key<TAB>df<TAB>keyphrase_docs`".into()));
             };
             let number = |s: &str| {
                 s.parse::<u32>()
-                    .map_err(|_| bad(line_no, format!("`{s}` is not a count")))
+                    .map_err(|_| r.error(format!("`{s}` is not a count")))
             };
             let stats = PhraseStats {
                 df: number(df)?,
                 keyphrase_docs: number(kp)?,
             };
             if stats.keyphrase_docs > stats.df {
-                return Err(bad(
-                    line_no,
-                    "more keyphrase documents than documents".into(),
-                ));
+                return Err(r.error("more keyphrase documents than documents".into()));
             }
             table.phrases.insert(key.to_string(), stats);
         }
@@ -288,6 +241,7 @@ mod tests {
         for (text, needle) in [
             ("hello\n", "no `#kpg-phrases` header"),
             ("#kpg-phrases\tdocs=x\n", "not name=number"),
+            ("#kpg-phrases\tdocs=3\n", "lacks max_words="),
             ("#kpg-phrases\tdocs=3\tmax_words=3\na\t1\n", "expected `key"),
             (
                 "#kpg-phrases\tdocs=3\tmax_words=3\na\t1\t2\n",
