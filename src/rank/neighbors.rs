@@ -213,20 +213,8 @@ impl NeighborIndex {
         )?;
         let (docs, terms, kps) = (r.field("docs"), r.field("terms"), r.field("keyphrases"));
         let mut index = NeighborIndex::default();
-        for _ in 0..terms {
-            let line = r.required_line()?.to_string();
-            index
-                .term_ids
-                .insert(line.clone(), index.terms.len() as u32);
-            index.terms.push(line);
-        }
-        for _ in 0..kps {
-            let line = r.required_line()?.to_string();
-            index
-                .keyphrase_ids
-                .insert(line.clone(), index.keyphrases.len() as u32);
-            index.keyphrases.push(line);
-        }
+        (index.terms, index.term_ids) = read_list(&mut r, terms)?;
+        (index.keyphrases, index.keyphrase_ids) = read_list(&mut r, kps)?;
         for _ in 0..docs {
             let line = r.required_line()?.to_string();
             let (k, t) = line
@@ -260,6 +248,18 @@ impl NeighborIndex {
         }
         Ok(index)
     }
+}
+
+/// `n` lines of a table, and the index of each.
+fn read_list(r: &mut TableReader, n: u64) -> Result<(Vec<String>, HashMap<String, u32>)> {
+    let mut list = Vec::new();
+    let mut ids = HashMap::new();
+    for _ in 0..n {
+        let line = r.required_line()?.to_string();
+        ids.insert(line.clone(), list.len() as u32);
+        list.push(line);
+    }
+    Ok((list, ids))
 }
 
 #[cfg(test)]
