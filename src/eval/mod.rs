@@ -178,22 +178,29 @@ pub fn match_document(
     }
 }
 
+/// Hand-made gold documents and phrase lists for the evaluation's unit tests.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod test_docs {
+    use super::input::GoldDocument;
 
-    fn doc(title: &str, abstract_text: &str, gold: &[&str]) -> GoldDocument {
+    pub fn doc(title: &str, abstract_text: &str, gold: &[&str]) -> GoldDocument {
         GoldDocument {
             id: "d".into(),
             title: title.into(),
             abstract_text: abstract_text.into(),
-            keyphrases: gold.iter().map(|s| s.to_string()).collect(),
+            keyphrases: strings(gold),
         }
     }
 
-    fn preds(p: &[&str]) -> Vec<String> {
-        p.iter().map(|s| s.to_string()).collect()
+    pub fn strings(s: &[&str]) -> Vec<String> {
+        s.iter().map(|s| s.to_string()).collect()
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_docs::{doc, strings as preds};
+    use super::*;
 
     #[test]
     fn present_absent_split_with_stemming() {

@@ -116,20 +116,8 @@ impl PoolReport {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_docs::{doc, strings};
     use super::*;
-
-    fn doc(title: &str, abstract_text: &str, gold: &[&str]) -> GoldDocument {
-        GoldDocument {
-            id: "d".into(),
-            title: title.into(),
-            abstract_text: abstract_text.into(),
-            keyphrases: gold.iter().map(|s| s.to_string()).collect(),
-        }
-    }
-
-    fn strings(s: &[&str]) -> Vec<String> {
-        s.iter().map(|s| s.to_string()).collect()
-    }
 
     #[test]
     fn hand_computed_pool_recall() {

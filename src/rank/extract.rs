@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 
 use super::stopwords::is_stopword;
-use crate::eval::porter;
+use crate::one2set::candidates::stem_all;
 use crate::preprocess::{tokenize, DIGIT};
 
 /// Most tokens of a document the ranker reads (title and abstract together): far above any
@@ -60,7 +60,7 @@ impl DocumentText {
             tokens.truncate(MAX_TOKENS);
             truncated = true;
         }
-        let stems = tokens.iter().map(|t| porter::stem(t)).collect();
+        let stems = stem_all(&tokens);
         DocumentText {
             tokens,
             stems,
@@ -99,11 +99,7 @@ pub fn phrase_key(phrase: &str) -> String {
 
 /// The key of tokens already split.
 pub fn stem_key(tokens: &[String]) -> String {
-    tokens
-        .iter()
-        .map(|t| porter::stem(t))
-        .collect::<Vec<_>>()
-        .join(" ")
+    stem_all(tokens).join(" ")
 }
 
 /// One extracted candidate: a stemmed form and where it occurs.

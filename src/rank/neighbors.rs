@@ -59,6 +59,8 @@ pub struct NeighborIndex {
     terms: Vec<String>,
     term_ids: HashMap<String, u32>,
     keyphrases: Vec<String>,
+    /// [`phrase_key`] of each keyphrase, computed once rather than at every query.
+    keyphrase_keys: Vec<String>,
     keyphrase_ids: HashMap<String, u32>,
     doc_keyphrases: Vec<Vec<u32>>,  // [docs]
     doc_terms: Vec<Vec<(u32, u8)>>, // [docs] as stored
@@ -93,6 +95,7 @@ impl NeighborIndex {
             }
             let next = self.keyphrases.len() as u32;
             let id = *self.keyphrase_ids.entry(phrase.clone()).or_insert_with(|| {
+                self.keyphrase_keys.push(phrase_key(&phrase));
                 self.keyphrases.push(phrase);
                 next
             });
@@ -168,11 +171,10 @@ impl NeighborIndex {
         let mut votes: HashMap<String, Retrieved> = HashMap::new();
         for (d, sim) in self.neighbors(doc, table, NEIGHBORS) {
             for &kp in &self.doc_keyphrases[d] {
-                let phrase = &self.keyphrases[kp as usize];
-                let key = phrase_key(phrase);
+                let key = &self.keyphrase_keys[kp as usize];
                 let r = votes.entry(key.clone()).or_insert_with(|| Retrieved {
-                    phrase: phrase.clone(),
-                    key,
+                    phrase: self.keyphrases[kp as usize].clone(),
+                    key: key.clone(),
                     score: 0.0,
                     docs: 0,
                 });
@@ -215,6 +217,7 @@ impl NeighborIndex {
         let mut index = NeighborIndex::default();
         (index.terms, index.term_ids) = read_list(&mut r, terms)?;
         (index.keyphrases, index.keyphrase_ids) = read_list(&mut r, kps)?;
+        index.keyphrase_keys = index.keyphrases.iter().map(|k| phrase_key(k)).collect();
         for _ in 0..docs {
             let line = r.required_line()?.to_string();
             let (k, t) = line
