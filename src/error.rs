@@ -106,6 +106,19 @@ pub enum KpgError {
     #[error("CUDA is not available: {0}")]
     CudaUnavailable(String),
 
+    /// The input could not be read to its end: a truncated or damaged `.gz`, an I/O error.
+    #[error(
+        "{path}: the input is truncated or damaged at {at}, after line {after_line}; \
+         every record before that was processed: {source}"
+    )]
+    CorruptInput {
+        path: String,
+        at: String,
+        after_line: usize,
+        #[source]
+        source: std::io::Error,
+    },
+
     #[error("{path}, line {line}: {reason}")]
     InputLine {
         path: PathBuf,

@@ -26,4 +26,4 @@ pub mod train;
 pub mod trainer;
 
 pub use error::{KpgError, Result};
-pub use pipeline::{Document, Pipeline, PipelineOptions, Tagged, TaggedCandidate};
+pub use pipeline::{Document, Pipeline, PipelineOptions, RecordId, Tagged, TaggedCandidate};

@@ -3,6 +3,13 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // Rust ignores SIGPIPE, so a closed stdout would only show up as write errors; restore the
+    // default so that `kpg tag ... | head -1` stops at once, as Unix tools do.
+    #[cfg(unix)]
+    // SAFETY: setting a signal's disposition to its default before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = kpg::cli::Cli::parse();
     match kpg::cli::run(cli) {
         Ok(code) => ExitCode::from(code as u8),

@@ -33,7 +33,7 @@ pub(crate) fn synthetic_document(i: usize, words: usize) -> GenerateDocument {
         }
     };
     GenerateDocument {
-        id: format!("bench-{i}"),
+        id: format!("bench-{i}").into(),
         title: format!("{} {} for {} {}", w(0), w(1), w(2), w(3)),
         abstract_text: (0..words).map(|k| w(k + 4)).collect::<Vec<_>>().join(" "),
     }
@@ -47,8 +47,17 @@ pub(crate) fn bench_documents(args: &BenchDocumentsArgs) -> Result<Vec<GenerateD
             .collect());
     };
     let mut docs = Vec::new();
-    for (line_no, line) in input_lines(Some(path))?.take(args.docs) {
+    let lines = input_lines(Some(path))?;
+    let read_failure = lines.failure();
+    for (line_no, line) in lines.take(args.docs) {
         docs.push(parse_document(&line?, line_no)?);
+    }
+    read_failure.check()?;
+    if docs.is_empty() {
+        return Err(KpgError::InvalidArgument(format!(
+            "{}: no documents to benchmark (the file has no records)",
+            path.display()
+        )));
     }
     Ok(docs)
 }

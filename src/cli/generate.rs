@@ -4,6 +4,7 @@
 use serde_json::Value;
 
 use super::lines::{input_lines, LineSink, Progress};
+use super::output_lock::OutputLock;
 use super::{GenerateKeyphrasesArgs, VocabArgs};
 use crate::error::{KpgError, Result};
 use crate::eval::input::for_each_line;
@@ -20,7 +21,13 @@ pub fn generate(args: GenerateKeyphrasesArgs) -> Result<i32> {
     }
     args.device.require_built()?;
     let generator = Generator::load(&args.generator)?;
+    let lock = args
+        .output
+        .as_deref()
+        .map(OutputLock::acquire)
+        .transpose()?;
     let lines = input_lines(args.input.as_deref())?;
+    let read_failure = lines.failure();
     let mut sink = LineSink::open(args.output.as_deref())?;
     let opts = GenerateOptions {
         batch_docs: args.batch_docs,
@@ -36,6 +43,8 @@ pub fn generate(args: GenerateKeyphrasesArgs) -> Result<i32> {
         |s| progress.tick(s.documents),
     )?;
     sink.finish()?;
+    drop(lock);
+    read_failure.check()?;
     let secs = progress.elapsed();
     eprintln!(
         "kpg generate: {} documents ({} failed), {} candidates, {:.1} s, {:.1} documents/s",

@@ -1,6 +1,6 @@
 //! JSON-lines plumbing shared by the streaming commands (`kpg select`, `kpg generate`): numbered
-//! input lines from a file, a `.gz` file or stdin; an output sink on which a closed pipe is not an
-//! error; periodic progress lines on stderr.
+//! input lines from a file, a `.gz` file or stdin; an output sink; periodic progress lines on
+//! stderr.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -10,11 +10,12 @@ use std::time::Instant;
 use crate::error::{KpgError, Result};
 pub(crate) use crate::records::input_lines;
 
-/// Where output lines go: a file or stdout. After the reader of stdout goes away (`| head`),
-/// further lines are dropped without error.
+/// Where output lines go: a file or stdout. A reader of stdout that goes away (`| head`) ends
+/// the process by SIGPIPE, as with other Unix tools (`main` restores the default action); a
+/// write error on a file is an error naming it.
 pub(crate) struct LineSink {
     out: Box<dyn Write>,
-    closed: bool,
+    name: String,
 }
 
 impl LineSink {
@@ -25,7 +26,10 @@ impl LineSink {
             )),
             None => Box::new(BufWriter::new(std::io::stdout().lock())),
         };
-        Ok(LineSink { out, closed: false })
+        Ok(LineSink {
+            out,
+            name: sink_name(path),
+        })
     }
 
     /// Appends to an existing file (`kpg tag --resume`), creating it when missing.
@@ -37,48 +41,27 @@ impl LineSink {
             .map_err(|e| KpgError::io(path, e))?;
         Ok(LineSink {
             out: Box::new(BufWriter::new(file)),
-            closed: false,
+            name: sink_name(Some(path)),
         })
     }
 
     /// Hands what is buffered to the operating system, so that a killed process leaves whole
     /// batches behind (and at most one torn line, after them).
     pub fn flush(&mut self) -> Result<()> {
-        if self.closed {
-            return Ok(());
-        }
-        match self.out.flush() {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
-                self.closed = true;
-                Ok(())
-            }
-            Err(e) => Err(KpgError::io("<output>", e)),
-        }
+        self.out.flush().map_err(|e| KpgError::io(&self.name, e))
     }
 
     pub fn write_line(&mut self, line: &str) -> Result<()> {
-        if self.closed {
-            return Ok(());
-        }
-        match writeln!(self.out, "{line}") {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
-                self.closed = true;
-                Ok(())
-            }
-            Err(e) => Err(KpgError::io("<output>", e)),
-        }
+        writeln!(self.out, "{line}").map_err(|e| KpgError::io(&self.name, e))
     }
 
     pub fn finish(mut self) -> Result<()> {
-        match self.out.flush() {
-            Err(e) if !self.closed && e.kind() != std::io::ErrorKind::BrokenPipe => {
-                Err(KpgError::io("<output>", e))
-            }
-            _ => Ok(()),
-        }
+        self.flush()
     }
+}
+
+fn sink_name(path: Option<&Path>) -> String {
+    path.map_or("<stdout>".to_string(), |p| p.display().to_string())
 }
 
 /// Periodic progress lines on stderr.

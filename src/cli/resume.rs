@@ -14,6 +14,7 @@ use std::str::FromStr;
 use serde_json::Value;
 
 use crate::error::{KpgError, Result};
+use crate::records::RecordId;
 
 /// `--shard I/N`: record k (0-based, counting every non-blank input line) belongs to shard k mod N.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,7 +52,7 @@ pub struct Done {
     /// Of those, `{"id", "error"}` lines.
     pub failed: usize,
     /// The id of the last complete line (None when it is null or there is none).
-    pub last_id: Option<String>,
+    pub last_id: Option<RecordId>,
     /// Bytes of a torn last line that were cut off.
     pub cut_bytes: u64,
 }
@@ -88,11 +89,7 @@ pub fn resume_point(path: &Path) -> Result<Done> {
         if v.get("error").is_some() {
             done.failed += 1;
         }
-        done.last_id = match v.get("id") {
-            Some(Value::String(s)) => Some(s.clone()),
-            Some(Value::Number(n)) => Some(n.to_string()),
-            _ => None,
-        };
+        done.last_id = std::str::from_utf8(&buf).ok().and_then(RecordId::of_line);
     }
     if size > whole {
         file.set_len(whole).map_err(|e| KpgError::io(path, e))?;

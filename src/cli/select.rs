@@ -1,6 +1,7 @@
 //! `kpg select`: the selector over JSON lines, streaming and in order.
 
 use super::lines::{input_lines, LineSink, Progress};
+use super::output_lock::OutputLock;
 use super::{BenchSelectOptions, CacheArgs, SelectArgs};
 use crate::backend::DeviceKind;
 use crate::error::{KpgError, Result};
@@ -83,7 +84,13 @@ impl BenchSelectOptions {
 pub fn select(args: SelectArgs) -> Result<i32> {
     let opts = args.options()?;
     let selector = Selector::load_on(&args.selector, args.device)?;
+    let lock = args
+        .output
+        .as_deref()
+        .map(OutputLock::acquire)
+        .transpose()?;
     let lines = input_lines(args.input.as_deref())?;
+    let read_failure = lines.failure();
     let mut sink = LineSink::open(args.output.as_deref())?;
     let mut progress = Progress::new("select");
     let summary: SelectSummary = select_lines(
@@ -94,6 +101,8 @@ pub fn select(args: SelectArgs) -> Result<i32> {
         |s| progress.tick(s.documents),
     )?;
     sink.finish()?;
+    drop(lock);
+    read_failure.check()?;
     let secs = progress.elapsed();
     eprintln!(
         "kpg select: {} documents ({} failed), {} candidates, {} choice steps, {:.1} s, {:.1} documents/s",

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::sync_channel;
 use std::sync::Arc;
 
+use super::job::Job;
 use super::lines::{input_lines, LineSink};
+use super::output_lock::OutputLock;
 use super::progress::DocProgress;
 use super::resume::{resume_point, Done, Shard};
 use super::TagArgs;
@@ -18,7 +20,7 @@ use crate::one2set::Generator;
 use crate::pipeline::stages::{self, Batch, Item, Models, StageOptions};
 use crate::pipeline::{Document, Tagged};
 use crate::rank::Ranker;
-use crate::records::{error_line, NumberedLine};
+use crate::records::{error_line, NumberedLine, RecordId};
 use crate::select::document::record_id;
 use crate::select::Selector;
 
@@ -29,7 +31,7 @@ pub const DEFAULT_GENERATOR: &str = "models/generator";
 const IN_FLIGHT: usize = 2;
 
 /// A record's line number and id, for its error line.
-type Meta = (usize, Option<String>);
+type Meta = (usize, Option<RecordId>);
 
 /// `--generator`, else `models/generator` when it exists, else an error that says what to do.
 pub fn generator_dir(arg: Option<PathBuf>) -> Result<PathBuf> {
@@ -91,26 +93,39 @@ pub fn tag(args: TagArgs) -> Result<i32> {
             ));
         }
     }
+    let ranker = args.ranker.ranker_dir();
+    // The lock comes first: resume reads and cuts the file, and no other run may be writing it.
+    let lock = args
+        .output
+        .as_deref()
+        .map(OutputLock::acquire)
+        .transpose()?;
     let done = match (&args.output, args.resume) {
         (Some(out), true) => resume_point(out)?,
         _ => Done::default(),
     };
+    if let Some(out) = &args.output {
+        let job = describe_job(&args, &generator, ranker.as_deref())?;
+        if done.lines > 0 {
+            job.check_resumes(out)?;
+        } else {
+            job.write(out)?;
+        }
+    }
     let models = Arc::new(Models {
         generator: Generator::load(&generator)?,
-        ranker: args
-            .ranker
-            .ranker_dir()
-            .as_deref()
-            .map(Ranker::load)
-            .transpose()?,
+        ranker: ranker.as_deref().map(Ranker::load).transpose()?,
         selector: args.selector.as_deref().map(Selector::load).transpose()?,
     });
 
-    let mut records = shard_records(input_lines(args.input.as_deref())?, args.shard);
+    let input = input_lines(args.input.as_deref())?;
+    let read_failure = input.failure();
+    let mut records = shard_records(Box::new(input), args.shard);
     skip_done(&mut records, &done, args.output.as_deref())?;
     let total = match (&args.input, args.progress.resolve()) {
         (Some(p), super::progress::ProgressMode::Bar) if p.as_os_str() != "-" => {
-            Some(shard_records(input_lines(Some(p))?, args.shard).count() - done.lines)
+            let count = shard_records(Box::new(input_lines(Some(p))?), args.shard).count();
+            Some(count.saturating_sub(done.lines))
         }
         _ => None,
     };
@@ -182,18 +197,21 @@ pub fn tag(args: TagArgs) -> Result<i32> {
     for w in workers {
         let _ = w.join();
     }
+    drop(lock);
+    // Every complete record before a damaged stretch of input has its line; now say where.
+    read_failure.check()?;
     let secs = progress.elapsed();
     let resumed = if done.lines > 0 {
         format!(
-            " after {} already done ({} failed)",
+            "; {} more were done by the run this one resumed ({} failed)",
             done.lines, done.failed
         )
     } else {
         String::new()
     };
     eprintln!(
-        "kpg tag: {} documents{resumed} ({} failed, {} with warnings), {} keyphrases, {:.1} s, \
-         {:.1} documents/s",
+        "kpg tag: {} documents ({} failed, {} with warnings), {} keyphrases, {:.1} s, \
+         {:.1} documents/s{resumed}",
         summary.documents,
         summary.failed,
         summary.warned,
@@ -246,15 +264,18 @@ fn skip_done(
             }
         }
     }
+    // Ids compare by their JSON text; an unreadable id (null in the output) must be unreadable
+    // in the input too.
     let input_id = last.as_deref().and_then(record_id);
-    if let (Some(want), Some(got)) = (&done.last_id, &input_id) {
-        if want != got {
-            return Err(KpgError::InvalidArgument(format!(
-                "--resume: the output's last line is id `{want}` but input record {} has id \
-                 `{got}`: not the output of this input (and --shard)",
-                done.lines
-            )));
-        }
+    let json = |id: &Option<RecordId>| id.as_ref().map_or("null".into(), |i| i.json().to_string());
+    if done.lines > 0 && json(&done.last_id) != json(&input_id) {
+        return Err(KpgError::InvalidArgument(format!(
+            "--resume: the output's last line has id {} but input record {} has id {}: not \
+             the output of this input (and --shard)",
+            json(&done.last_id),
+            done.lines,
+            json(&input_id)
+        )));
     }
     if done.cut_bytes > 0 {
         eprintln!(
@@ -265,6 +286,24 @@ fn skip_done(
         eprintln!("kpg tag: resuming after {} complete lines", done.lines);
     }
     Ok(())
+}
+
+/// What this run is, for `--resume` to check ([`Job`]): the models by content, the options that
+/// change the output, the input's size.
+fn describe_job(args: &TagArgs, generator: &Path, ranker: Option<&Path>) -> Result<Job> {
+    let mut job = Job::default();
+    job.set("kpg", env!("CARGO_PKG_VERSION"));
+    job.set_model("generator", Some(generator))?;
+    job.set_model("ranker", ranker)?;
+    job.set_model("selector", args.selector.as_deref())?;
+    job.set("threshold", args.threshold.to_string());
+    job.set(
+        "shard",
+        args.shard
+            .map_or("none".into(), |s| format!("{}/{}", s.index, s.count)),
+    );
+    job.set_input(args.input.as_deref())?;
+    Ok(job)
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {

@@ -66,14 +66,15 @@ struct GoldLine {
 
 /// Opens `path` for reading lines, decompressing it when it starts with the gzip magic bytes
 /// (the extension is not trusted: `.jsonl.gz` files get renamed and piped).
-pub(crate) fn open(path: &Path) -> Result<Box<dyn BufRead + Send>> {
+/// The flag says whether it was compressed.
+pub(crate) fn open(path: &Path) -> Result<(Box<dyn BufRead + Send>, bool)> {
     let file = File::open(path).map_err(|e| KpgError::io(path, e))?;
     let mut reader = BufReader::new(file);
     let head = reader.fill_buf().map_err(|e| KpgError::io(path, e))?;
     if head.starts_with(&[0x1f, 0x8b]) {
-        Ok(Box::new(BufReader::new(MultiGzDecoder::new(reader))))
+        Ok((Box::new(BufReader::new(MultiGzDecoder::new(reader))), true))
     } else {
-        Ok(Box::new(reader))
+        Ok((Box::new(reader), false))
     }
 }
 
@@ -82,7 +83,7 @@ pub(crate) fn for_each_line(
     path: &Path,
     mut each: impl FnMut(usize, &str) -> std::result::Result<(), String>,
 ) -> Result<()> {
-    let mut reader = open(path)?;
+    let (mut reader, _) = open(path)?;
     let mut buf = Vec::new();
     let mut line = 0;
     loop {

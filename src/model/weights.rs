@@ -8,6 +8,8 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
+
+use super::mapped::MappedRange;
 use serde_json::Value;
 
 use crate::error::{KpgError, Result};
@@ -92,6 +94,8 @@ impl WeightView<'_> {
 
 struct Shard {
     path: PathBuf,
+    /// Names `path` if the file is cut under the run (declared first: dropped before the map).
+    _range: MappedRange,
     map: Mmap,
 }
 
@@ -162,8 +166,10 @@ impl WeightFiles {
     fn add_shard(&mut self, path: &Path, expected: Option<&[String]>) -> Result<()> {
         let file = File::open(path).map_err(|e| KpgError::io(path, e))?;
         // SAFETY: the map is read-only and kpg never writes model files while serving them; a file
-        // truncated under us by another process would fault, as it would for any mmap-based loader.
+        // truncated under us by another process faults, and `MappedRange` turns that fault into
+        // an error line naming the file.
         let map = unsafe { Mmap::map(&file) }.map_err(|e| KpgError::io(path, e))?;
+        let range = MappedRange::register(&map, path);
         let corrupt = |reason: String| KpgError::SafeTensors {
             path: path.to_path_buf(),
             reason,
@@ -234,6 +240,7 @@ impl WeightFiles {
         }
         self.shards.push(Shard {
             path: path.to_path_buf(),
+            _range: range,
             map,
         });
         Ok(())

@@ -7,17 +7,18 @@ use serde_json::Value;
 
 use super::candidates::Candidate;
 use crate::error::{KpgError, Result};
+use crate::records::RecordId;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct GenerateDocument {
-    pub id: String,
+    pub id: RecordId,
     pub title: String,
     pub abstract_text: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct GeneratedDocument<'a> {
-    pub id: &'a str,
+    pub id: &'a RecordId,
     pub candidates: &'a [Candidate],
 }
 
@@ -28,11 +29,8 @@ pub fn parse_document(line: &str, line_no: usize) -> Result<GenerateDocument> {
     let obj = v
         .as_object()
         .ok_or_else(|| bad("not a JSON object".into()))?;
-    let id = match obj.get("id") {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Number(n)) => n.to_string(),
-        _ => return Err(bad("missing or invalid field `id`".into())),
-    };
+    let id = RecordId::of_line(line)
+        .ok_or_else(|| bad("missing or invalid field `id` (a string or a number)".into()))?;
     let text = |key: &str| -> Result<String> {
         match obj.get(key) {
             Some(Value::String(s)) => Ok(s.clone()),

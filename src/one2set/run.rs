@@ -5,8 +5,8 @@
 use super::document::{parse_document, GeneratedDocument};
 use super::{GenerateWorkspace, Generator, PreparedDocument};
 use crate::backend::DeviceKind;
-use crate::error::Result;
-use crate::records::{error_line, NumberedLine};
+use crate::error::{KpgError, Result};
+use crate::records::{check_fields, error_line, NumberedLine, RecordId};
 use crate::select::document::record_id;
 
 #[derive(Debug, Clone)]
@@ -45,7 +45,7 @@ pub struct GenerateSummary {
 /// One input record on its way through a batch.
 struct Pending {
     line_no: usize,
-    id: Option<String>,
+    id: Option<RecordId>,
     doc: Result<PreparedDocument>,
 }
 
@@ -74,6 +74,8 @@ where
             let doc = line.and_then(|line| {
                 id = record_id(&line);
                 let d = parse_document(&line, line_no)?;
+                check_fields(&d.id, &d.title, &d.abstract_text)
+                    .map_err(|e| KpgError::InvalidArgument(format!("line {line_no}: {e}")))?;
                 Ok(generator.prepare(&d.title, &d.abstract_text))
             });
             batch.push(Pending { line_no, id, doc });
@@ -86,18 +88,18 @@ where
         summary.slot_steps += ws.slot_steps();
         for p in &batch {
             summary.documents += 1;
-            let line = match &p.doc {
-                Ok(_) => {
+            let line = match (&p.doc, &p.id) {
+                (Ok(_), Some(id)) => {
                     let candidates = results.next().expect("one result per ready document");
                     summary.candidates += candidates.len();
-                    let id = p.id.as_deref().unwrap_or_default();
                     serde_json::to_string(&GeneratedDocument {
                         id,
                         candidates: &candidates,
                     })
                     .expect("plain values")
                 }
-                Err(e) => {
+                (Ok(_), None) => unreachable!("a parsed record has an id"),
+                (Err(e), _) => {
                     summary.failed += 1;
                     error_line(&p.id, p.line_no, e)
                 }

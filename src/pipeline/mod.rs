@@ -50,6 +50,7 @@ use serde::Serialize;
 use crate::error::{KpgError, Result};
 use crate::one2set::Generator;
 use crate::rank::Ranker;
+pub use crate::records::RecordId;
 use crate::select::scheduler::SchedulerOptions;
 use crate::select::Selector;
 use stages::{Batch, Models};
@@ -64,14 +65,15 @@ pub const DEFAULT_THRESHOLD: f64 = 0.05;
 /// A document to tag.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Document {
-    pub id: String,
+    /// A string or a number (see [`RecordId`]); `Document::new` takes a string.
+    pub id: RecordId,
     pub title: String,
     pub abstract_text: String,
 }
 
 impl Document {
     pub fn new(
-        id: impl Into<String>,
+        id: impl Into<RecordId>,
         title: impl Into<String>,
         abstract_text: impl Into<String>,
     ) -> Self {
@@ -104,7 +106,7 @@ pub struct TaggedCandidate {
 /// A tagged document: `kpg tag`'s output line.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Tagged {
-    pub id: String,
+    pub id: RecordId,
     /// The selected candidates, most confident first.
     pub keyphrases: Vec<String>,
     /// The keyphrases that occur in the text.

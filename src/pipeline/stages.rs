@@ -19,6 +19,7 @@ use crate::one2set::{GenerateWorkspace, Generator, PreparedDocument};
 use crate::rank::extract::{DocumentText, MAX_TOKENS};
 use crate::rank::pool::Source;
 use crate::rank::Ranker;
+use crate::records::RecordId;
 use crate::select::document::{Candidate as SelectCandidate, SelectDocument};
 use crate::select::run::scheduler_len;
 use crate::select::scheduler::{Group, Scheduler, SchedulerOptions};
@@ -177,15 +178,7 @@ fn generate_worker<P>(
 
 /// Rejects what there is nothing to tag in.
 pub(crate) fn check_document(d: &Document) -> Result<()> {
-    if d.id.trim().is_empty() {
-        return Err(KpgError::InvalidArgument("empty field `id`".into()));
-    }
-    if d.title.trim().is_empty() && d.abstract_text.trim().is_empty() {
-        return Err(KpgError::InvalidArgument(
-            "empty document: `title` and `abstract` are both empty".into(),
-        ));
-    }
-    Ok(())
+    crate::records::check_fields(&d.id, &d.title, &d.abstract_text)
 }
 
 /// Decodes one generator batch, then ranks each document's pool when there is a ranker. A
@@ -319,7 +312,7 @@ struct SelectStage<'m> {
 /// What travels with a document through the scheduler.
 struct Pending {
     index: usize,
-    id: String,
+    id: RecordId,
     candidates: Vec<Proposed>,
     order: Vec<usize>,
     warnings: Vec<String>,
@@ -494,7 +487,7 @@ fn by_threshold(item: Item, threshold: f64) -> Result<Tagged> {
     Ok(tagged(doc.id, candidates, item.warnings))
 }
 
-fn tagged(id: String, candidates: Vec<TaggedCandidate>, warnings: Vec<String>) -> Tagged {
+fn tagged(id: RecordId, candidates: Vec<TaggedCandidate>, warnings: Vec<String>) -> Tagged {
     let pick = |f: &dyn Fn(&TaggedCandidate) -> bool| -> Vec<String> {
         candidates
             .iter()

@@ -62,7 +62,7 @@ impl TableReader {
         }
         let mut r = TableReader {
             path: path.to_path_buf(),
-            reader: open(path)?,
+            reader: open(path)?.0,
             line: String::new(),
             line_no: 0,
             header: HashMap::new(),

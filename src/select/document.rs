@@ -8,6 +8,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::{KpgError, Result};
+use crate::records::RecordId;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Candidate {
@@ -17,7 +18,7 @@ pub struct Candidate {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct SelectDocument {
-    pub id: String,
+    pub id: RecordId,
     pub title: String,
     pub abstract_: String,
     pub candidates: Vec<Candidate>,
@@ -34,20 +35,15 @@ pub struct ScoredCandidate {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Selection {
-    pub id: String,
+    pub id: RecordId,
     /// The selected phrases, in the order the selector saw them.
     pub keyphrases: Vec<String>,
     pub candidates: Vec<ScoredCandidate>,
 }
 
 /// The id of a record, for error lines: its `id` field when readable.
-pub fn record_id(line: &str) -> Option<String> {
-    let v: Value = serde_json::from_str(line).ok()?;
-    match v.get("id")? {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
+pub fn record_id(line: &str) -> Option<RecordId> {
+    RecordId::of_line(line)
 }
 
 /// Parses one input line; errors name the field and the line.
@@ -64,11 +60,8 @@ pub fn parse_document(line: &str, line_no: usize) -> Result<SelectDocument> {
             None => Err(bad(format!("missing field `{key}`"))),
         }
     };
-    let id = match obj.get("id") {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Number(n)) => n.to_string(),
-        _ => return Err(bad("missing or invalid field `id`".into())),
-    };
+    let id = RecordId::of_line(line)
+        .ok_or_else(|| bad("missing or invalid field `id` (a string or a number)".into()))?;
     let title = text("title")?;
     let abstract_ = text("abstract")?;
     let list = obj
@@ -142,7 +135,7 @@ pub const WORDS: [&str; 32] = [
 pub fn synthetic_document(i: usize, words: usize, candidates: usize) -> SelectDocument {
     let w = |k: usize| WORDS[(i.wrapping_mul(7919) + k * 13 + k * k) % WORDS.len()];
     SelectDocument {
-        id: format!("doc-{i}"),
+        id: format!("doc-{i}").into(),
         title: format!("{} {} for {} {}", w(0), w(1), w(2), w(3)),
         abstract_: (0..words).map(|k| w(k + 4)).collect::<Vec<_>>().join(" "),
         candidates: (0..candidates)

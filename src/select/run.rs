@@ -35,12 +35,12 @@ pub struct SelectSummary {
 /// What travels with a record through the scheduler.
 struct Payload {
     line_no: usize,
-    id: Option<String>,
+    id: Option<RecordId>,
     doc: Option<SelectDocument>,
     order: Vec<usize>,
 }
 
-use crate::records::error_line;
+use crate::records::{error_line, RecordId};
 pub use crate::records::{numbered, NumberedLine};
 
 /// Runs every input line (`Err` for a line that could not be read, e.g. not UTF-8) and writes one

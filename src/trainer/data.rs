@@ -90,7 +90,9 @@ impl ReadStats {
 pub fn read_records(paths: &[PathBuf], stats: &mut ReadStats) -> Result<Vec<TokenizedRecord>> {
     let mut out = Vec::new();
     for path in paths {
-        for (line, text) in input_lines(Some(path))? {
+        let lines = input_lines(Some(path))?;
+        let read_failure = lines.failure();
+        for (line, text) in lines {
             stats.records += 1;
             let text = match text {
                 Ok(t) => t,
@@ -118,6 +120,7 @@ pub fn read_records(paths: &[PathBuf], stats: &mut ReadStats) -> Result<Vec<Toke
                 keyphrases: record.keyphrases.iter().map(|k| tokenize(k)).collect(),
             });
         }
+        read_failure.check()?;
     }
     Ok(out)
 }
