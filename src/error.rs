@@ -35,6 +35,16 @@ pub enum KpgError {
     #[error("{path}: not a valid safetensors file: {reason}")]
     SafeTensors { path: PathBuf, reason: String },
 
+    #[error(
+        "{path}: tensor `{name}` holds a non-finite value (NaN or infinity) at element {element}: \
+         the weights are damaged"
+    )]
+    NonFiniteWeight {
+        name: String,
+        path: PathBuf,
+        element: usize,
+    },
+
     #[error("{path}: tensor `{name}` is missing")]
     MissingTensor { name: String, path: PathBuf },
 

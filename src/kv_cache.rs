@@ -162,6 +162,15 @@ impl PagedKvCache {
     /// A cache in host memory (f32), for the CPU backend.
     pub fn new(shape: CacheShape, capacity: CacheCapacity, block_size: usize) -> Result<Self> {
         let num_blocks = num_blocks_for(capacity, shape.bytes_per_token(), block_size, None)?;
+        crate::memory::check_fits(
+            crate::memory::product(&[num_blocks, block_size, shape.bytes_per_token()]),
+            || {
+                format!(
+                    "the KV cache ({num_blocks} blocks of {block_size} tokens; set by \
+                     --cache-tokens or --cache-mb, and --block-size)"
+                )
+            },
+        )?;
         let per_layer = num_blocks * block_size * shape.num_kv_heads * shape.head_dim;
         Ok(PagedKvCache {
             shape,

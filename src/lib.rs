@@ -12,6 +12,7 @@ pub mod error;
 pub mod eval;
 pub mod generate;
 pub mod kv_cache;
+pub mod memory;
 pub mod model;
 pub mod one2set;
 pub mod pipeline;

@@ -54,6 +54,18 @@ pub fn tokenize(text: &str) -> Vec<String> {
 }
 
 /// The generator's source: title ` . <eos> ` abstract, as One2Set's source lines.
+/// The first `max` bytes of `text`, cut back to a character boundary.
+pub fn char_prefix(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 pub fn source_tokens(title: &str, abstract_text: &str) -> Vec<String> {
     let mut tokens = tokenize(title);
     tokens.push(".".to_string());

@@ -72,6 +72,18 @@ impl Tokenizer {
         self.inner.get_vocab_size(true)
     }
 
+    /// Bytes of the longest entry of the vocabulary (added tokens included): no token covers more
+    /// of a text, so a text of `n` bytes is at least `n / longest` tokens.
+    pub fn longest_token_bytes(&self) -> usize {
+        self.inner
+            .get_vocab(true)
+            .keys()
+            .map(String::len)
+            .max()
+            .unwrap_or(1)
+            .max(1)
+    }
+
     fn err(&self, e: impl std::fmt::Display) -> KpgError {
         KpgError::Tokenizer {
             path: self.path.clone(),

@@ -124,6 +124,7 @@ impl LlamaConfig {
         }
 
         let rope = parse_rope(&f)?;
+        check_rope(&rope, &f)?;
         let eos_token_ids = token_ids(obj, "eos_token_id", path)?.unwrap_or_default();
         let bos_token_id = token_ids(obj, "bos_token_id", path)?.and_then(|v| v.first().copied());
 
@@ -135,7 +136,7 @@ impl LlamaConfig {
             num_key_value_heads,
             head_dim,
             vocab_size: f.req_usize("vocab_size")?,
-            rms_norm_eps: f.opt_f64("rms_norm_eps")?.unwrap_or(1e-6) as f32,
+            rms_norm_eps: positive_f32(&f, "rms_norm_eps", 1e-6)?,
             rope,
             max_position_embeddings: f.opt_usize("max_position_embeddings")?.unwrap_or(2048),
             tie_word_embeddings: f.opt_bool("tie_word_embeddings")?.unwrap_or(false),
@@ -283,6 +284,57 @@ fn parse_rope(f: &Fields) -> Result<RopeConfig> {
         }
     };
     Ok(RopeConfig { theta, scaling })
+}
+
+/// A float field that must be a positive, finite number that f32 can hold (an epsilon).
+fn positive_f32(f: &Fields, key: &str, default: f64) -> Result<f32> {
+    let v = f.opt_f64(key)?.unwrap_or(default);
+    let as_f32 = v as f32;
+    if !(v > 0.0 && as_f32 > 0.0 && as_f32.is_finite()) {
+        return Err(f.err(key, format!("must be a positive number, got {v:?}")));
+    }
+    Ok(as_f32)
+}
+
+/// RoPE values that give finite angles: theta above 1 (the frequencies are theta^(-2i/d)), scaling
+/// factors positive.
+fn check_rope(rope: &RopeConfig, f: &Fields) -> Result<()> {
+    let field = if f.obj.get("rope_parameters").is_some_and(|p| !p.is_null()) {
+        "rope_parameters.rope_theta"
+    } else {
+        "rope_theta"
+    };
+    if !(rope.theta > 1.0 && rope.theta.is_finite()) {
+        return Err(f.err(
+            field,
+            format!("must be a number above 1, got {:?}", rope.theta),
+        ));
+    }
+    let positive = |name: &str, v: f64| -> Result<()> {
+        if v > 0.0 && v.is_finite() {
+            Ok(())
+        } else {
+            Err(f.err(name, format!("must be a positive number, got {v:?}")))
+        }
+    };
+    match rope.scaling {
+        RopeScaling::None => Ok(()),
+        RopeScaling::Linear { factor } => positive("rope_scaling.factor", factor),
+        RopeScaling::Llama3 {
+            factor,
+            low_freq_factor,
+            high_freq_factor,
+            original_max_position_embeddings,
+        } => {
+            positive("rope_scaling.factor", factor)?;
+            positive("rope_scaling.low_freq_factor", low_freq_factor)?;
+            positive("rope_scaling.high_freq_factor", high_freq_factor)?;
+            positive(
+                "rope_scaling.original_max_position_embeddings",
+                original_max_position_embeddings,
+            )
+        }
+    }
 }
 
 pub(crate) fn read_json(path: &Path) -> Result<Value> {

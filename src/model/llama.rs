@@ -180,6 +180,15 @@ impl Llama {
             convert::to_f32(t.dtype, files.view(&t).bytes, &mut out);
             Ok(out)
         };
+        files.check_finite()?;
+        files.check_layer_count(
+            "num_hidden_layers",
+            c.num_hidden_layers,
+            &format!(
+                "model.layers.{}.input_layernorm.weight",
+                c.num_hidden_layers.saturating_sub(1)
+            ),
+        )?;
         let mut layers = Vec::with_capacity(c.num_hidden_layers);
         for i in 0..c.num_hidden_layers {
             let p = format!("model.layers.{i}");

@@ -271,6 +271,23 @@ impl One2Set {
         let c = &config;
         let (d, f) = (c.d_model, c.ffn_dim);
         let l = Loader { files: &files, d };
+        files.check_finite()?;
+        files.check_layer_count(
+            "encoder_layers",
+            c.encoder_layers,
+            &format!(
+                "encoder.layer_stacks.{}.ffn.3.weight",
+                c.encoder_layers.saturating_sub(1)
+            ),
+        )?;
+        files.check_layer_count(
+            "decoder_layers",
+            c.decoder_layers,
+            &format!(
+                "decoder.layer_stacks.{}.ffn.3.weight",
+                c.decoder_layers.saturating_sub(1)
+            ),
+        )?;
         let mut encoder_layers = Vec::with_capacity(c.encoder_layers);
         for i in 0..c.encoder_layers {
             let p = format!("encoder.layer_stacks.{i}");

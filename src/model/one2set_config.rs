@@ -109,6 +109,20 @@ impl One2SetConfig {
         if !(c.layer_norm_eps > 0.0 && c.layer_norm_eps.is_finite()) {
             return Err(f.err("layer_norm_eps", "must be a positive number"));
         }
+        // The position table (f32, one row per position) is allocated at load: name the field that
+        // makes it impossible rather than abort in the allocator.
+        let (field, rows) = if c.max_source_len.saturating_add(1) >= c.max_keyphrase_len {
+            ("max_source_len", c.max_source_len.saturating_add(1))
+        } else {
+            ("max_keyphrase_len", c.max_keyphrase_len)
+        };
+        crate::memory::check_fits(crate::memory::product(&[rows, c.d_model, 4]), || {
+            format!(
+                "the position table ({field} = {rows}, d_model = {})",
+                c.d_model
+            )
+        })
+        .map_err(|e| f.err(field, format!("too large: {e}")))?;
         Ok(c)
     }
 

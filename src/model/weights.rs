@@ -56,6 +56,22 @@ impl std::fmt::Display for DType {
     }
 }
 
+/// The index of the first NaN or infinity in little-endian `bytes` of `dtype`: all exponent bits
+/// set, whatever the mantissa.
+fn first_non_finite(dtype: DType, bytes: &[u8]) -> Option<usize> {
+    match dtype {
+        DType::F32 => bytes.chunks_exact(4).position(|b| {
+            u32::from_le_bytes([b[0], b[1], b[2], b[3]]) & 0x7f80_0000 == 0x7f80_0000
+        }),
+        DType::F16 => bytes
+            .chunks_exact(2)
+            .position(|b| u16::from_le_bytes([b[0], b[1]]) & 0x7c00 == 0x7c00),
+        DType::BF16 => bytes
+            .chunks_exact(2)
+            .position(|b| u16::from_le_bytes([b[0], b[1]]) & 0x7f80 == 0x7f80),
+    }
+}
+
 /// Where a tensor's bytes are: which shard, and the byte range inside the shard's memory map.
 #[derive(Debug, Clone)]
 pub struct TensorRef {
@@ -266,6 +282,47 @@ impl WeightFiles {
         Ok(t.clone())
     }
 
+    /// Checks that a config's layer count is backed by weights before anything is allocated per
+    /// layer: `last_tensor` is a tensor of the last layer the config claims. A count of 10^9 is
+    /// then an error naming the field, not an allocation that aborts.
+    pub fn check_layer_count(&self, field: &str, count: usize, last_tensor: &str) -> Result<()> {
+        if count == 0 || self.contains(last_tensor) {
+            return Ok(());
+        }
+        Err(KpgError::Config {
+            path: self.dir.join("config.json"),
+            field: field.to_string(),
+            reason: format!(
+                "{count} layers, but the weights have no tensor `{last_tensor}` (in {})",
+                self.describe_location().display()
+            ),
+        })
+    }
+
+    /// Fails on the first tensor that holds a NaN or an infinity, naming it and the element: such a
+    /// model loads and runs, but every score it gives is null. One parallel pass over the weights
+    /// at memory speed (docs/PERF.md has its cost); it also brings the pages in, which the first
+    /// forward pass would do anyway.
+    pub fn check_finite(&self) -> Result<()> {
+        use rayon::prelude::*;
+        let mut tensors: Vec<&TensorRef> = self.tensors.values().collect();
+        tensors.sort_by(|a, b| a.name.cmp(&b.name));
+        let bad = tensors
+            .par_iter()
+            .filter_map(|t| {
+                first_non_finite(t.dtype, self.view(t).bytes).map(|i| (t.name.clone(), t.shard, i))
+            })
+            .min();
+        match bad {
+            None => Ok(()),
+            Some((name, shard, element)) => Err(KpgError::NonFiniteWeight {
+                name,
+                path: self.shards[shard].path.clone(),
+                element,
+            }),
+        }
+    }
+
     pub fn contains(&self, name: &str) -> bool {
         self.tensors.contains_key(name)
     }
@@ -298,5 +355,30 @@ impl WeightFiles {
             .get(best)
             .copied()
             .filter(|_| counts[best] > 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_finite_values_are_found_in_every_dtype() {
+        let f32s: Vec<u8> = [1.0f32, -2.5, f32::NAN, f32::INFINITY]
+            .iter()
+            .flat_map(|x| x.to_le_bytes())
+            .collect();
+        assert_eq!(first_non_finite(DType::F32, &f32s), Some(2));
+        assert_eq!(first_non_finite(DType::F32, &f32s[..8]), None);
+        let f16s: Vec<u8> = [1.0f32, 65504.0, f32::NEG_INFINITY]
+            .iter()
+            .flat_map(|&x| half::f16::from_f32(x).to_le_bytes())
+            .collect();
+        assert_eq!(first_non_finite(DType::F16, &f16s), Some(2));
+        let bf16s: Vec<u8> = [3.0e38f32, f32::NAN]
+            .iter()
+            .flat_map(|&x| half::bf16::from_f32(x).to_le_bytes())
+            .collect();
+        assert_eq!(first_non_finite(DType::BF16, &bf16s), Some(1));
     }
 }

@@ -30,7 +30,8 @@ use std::path::Path;
 use crate::backend::DeviceKind;
 use crate::error::{KpgError, Result};
 use crate::model::one2set::{One2Set, One2SetWorkspace};
-use crate::preprocess::source_tokens;
+use crate::preprocess::{char_prefix, source_tokens};
+use crate::rank::extract::MAX_FIELD_BYTES;
 use candidates::{document_candidates, stem_all, Candidate};
 use decode::{decode_batch, DecodeScratch, SlotOutput};
 use source::SourceIds;
@@ -112,8 +113,15 @@ impl Generator {
     }
 
     /// Preprocesses a title and an abstract (`title . <eos> abstract`).
+    /// A huge field is cut by bytes before it is split into words (the encoder reads
+    /// `max_source_len` tokens, presence looks as far as the ranker does), so that memory is
+    /// bounded by the model and not by the input.
     pub fn prepare(&self, title: &str, abstract_text: &str) -> PreparedDocument {
-        self.prepare_tokens(&source_tokens(title, abstract_text))
+        let most = MAX_FIELD_BYTES.max(self.model.config.max_source_len.saturating_mul(32));
+        self.prepare_tokens(&source_tokens(
+            char_prefix(title, most),
+            char_prefix(abstract_text, most),
+        ))
     }
 
     /// Prepares an already tokenised source.

@@ -430,6 +430,17 @@ fn selector_group(
             })
             .collect(),
     };
+    // A document far beyond the context is cut by bytes before anything is tokenised; the
+    // words-based cut below then finds the exact fit.
+    let most = selector
+        .max_text_bytes(&sdoc)
+        .saturating_sub(sdoc.title.len());
+    let total_words = sdoc.abstract_.split_whitespace().count();
+    let cut_by_bytes = sdoc.abstract_.len() > most;
+    if cut_by_bytes {
+        let end = crate::preprocess::char_prefix(&sdoc.abstract_, most).len();
+        sdoc.abstract_.truncate(end);
+    }
     let limit = selector.model.config.max_position_embeddings;
     let root = selector.root_tokens().len();
     let (mut order, mut group) = selector.group(
@@ -439,29 +450,28 @@ fn selector_group(
         share,
     )?;
     let mut needed = scheduler_len(&group, root);
-    if needed > limit {
-        let full = std::mem::take(&mut sdoc.abstract_);
-        let words: Vec<&str> = full.split_whitespace().collect();
-        let total = words.len();
-        let mut keep = total;
-        while needed > limit {
-            if keep == 0 {
-                return Err(KpgError::ContextTooLong { needed, limit });
-            }
-            let scaled = (keep as f64 * limit as f64 / needed as f64 * 0.95) as usize;
-            keep = scaled.min(keep - 1);
-            sdoc.abstract_ = words[..keep].join(" ");
-            (order, group) = selector.group(
-                &sdoc,
-                CandidateOrder::Confidence,
-                SelectMode::Sequence,
-                share,
-            )?;
-            needed = scheduler_len(&group, root);
+    let full = std::mem::take(&mut sdoc.abstract_);
+    let words: Vec<&str> = full.split_whitespace().collect();
+    let mut keep = words.len();
+    while needed > limit {
+        if keep == 0 {
+            return Err(KpgError::ContextTooLong { needed, limit });
         }
+        let scaled = (keep as f64 * limit as f64 / needed as f64 * 0.95) as usize;
+        keep = scaled.min(keep - 1);
+        sdoc.abstract_ = words[..keep].join(" ");
+        (order, group) = selector.group(
+            &sdoc,
+            CandidateOrder::Confidence,
+            SelectMode::Sequence,
+            share,
+        )?;
+        needed = scheduler_len(&group, root);
+    }
+    if cut_by_bytes || keep < words.len() {
         pending.warnings.push(format!(
-            "truncated: the selector's context of {limit} tokens held the first {keep} of {total} \
-             abstract words"
+            "truncated: the selector's context of {limit} tokens held the first {keep} of \
+             {total_words} abstract words"
         ));
     }
     pending.order = order;

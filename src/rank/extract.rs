@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use super::stopwords::is_stopword;
 use crate::one2set::candidates::stem_all;
-use crate::preprocess::{tokenize, DIGIT};
+use crate::preprocess::{char_prefix, tokenize, DIGIT};
 
 /// Most tokens of a document the ranker reads (title and abstract together): far above any
 /// abstract (the test sets' longest is about 1,200), and a bound on the work and memory a huge
@@ -19,7 +19,7 @@ use crate::preprocess::{tokenize, DIGIT};
 pub const MAX_TOKENS: usize = 2048;
 /// Bytes of each field read before tokenising, so that a huge field is cut before it is split:
 /// [`MAX_TOKENS`] tokens of ordinary text fit well within this.
-const MAX_FIELD_BYTES: usize = MAX_TOKENS * 32;
+pub const MAX_FIELD_BYTES: usize = MAX_TOKENS * 32;
 
 /// A document's title and abstract as tokens, with their stems: `title . abstract`, as the
 /// evaluation decides presence, so no candidate spans the two.
@@ -33,23 +33,11 @@ pub struct DocumentText {
     pub truncated: bool,
 }
 
-/// The first `max` bytes of `text`, cut back to a character boundary.
-fn prefix(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
-}
-
 impl DocumentText {
     pub fn new(title: &str, abstract_text: &str) -> Self {
         let (t, a) = (
-            prefix(title, MAX_FIELD_BYTES),
-            prefix(abstract_text, MAX_FIELD_BYTES),
+            char_prefix(title, MAX_FIELD_BYTES),
+            char_prefix(abstract_text, MAX_FIELD_BYTES),
         );
         let mut truncated = t.len() < title.len() || a.len() < abstract_text.len();
         let mut tokens = tokenize(t);

@@ -49,7 +49,16 @@ pub struct Selector {
     pub model: Llama,
     pub config: SelectorConfig,
     root: Vec<u32>,
+    /// The most bytes of document and candidates that can fit the context: above it a record is
+    /// refused (or, in `kpg tag`, cut) before it is tokenised, so that memory and time are bounded
+    /// by the context and not by the input. Twice the context times the longest token, the margin
+    /// for normalizers that shrink text.
+    max_text_bytes: usize,
 }
+
+/// Most candidates a rerank record may have: each is a query of its own, tokenised with the whole
+/// document, so the work grows with candidates times document.
+pub const MAX_RERANK_CANDIDATES: usize = 1024;
 
 impl Selector {
     pub fn load(dir: &Path) -> Result<Self> {
@@ -71,11 +80,57 @@ impl Selector {
             reason: format!("cannot run the selection template: {e}"),
         })?;
         let root = tok.encode(&config.instruction, true)?;
+        let max_text_bytes = model
+            .config
+            .max_position_embeddings
+            .saturating_mul(tok.longest_token_bytes())
+            .saturating_mul(2);
         Ok(Selector {
             model,
             config,
             root,
+            max_text_bytes,
         })
+    }
+
+    /// Bytes of title and abstract (with the candidates' own) a record may have; see
+    /// [`Selector::check_size`].
+    pub fn max_text_bytes(&self, doc: &SelectDocument) -> usize {
+        let phrases: usize = doc.candidates.iter().map(|c| c.phrase.len()).sum();
+        self.max_text_bytes.saturating_sub(phrases)
+    }
+
+    /// Refuses, in time linear in the record's size and before any tokenising, a record that
+    /// cannot fit the context: too many candidates (each takes at least a phrase token and a label
+    /// token) or too many bytes.
+    pub fn check_size(&self, doc: &SelectDocument, mode: SelectMode) -> Result<()> {
+        let limit = self.model.config.max_position_embeddings;
+        let n = doc.candidates.len();
+        match mode {
+            SelectMode::Sequence if n.saturating_mul(2) > limit => {
+                return Err(KpgError::InvalidArgument(format!(
+                    "{n} candidates need at least {} tokens, more than the selector's context of \
+                     {limit}",
+                    n.saturating_mul(2)
+                )))
+            }
+            SelectMode::Rerank { .. } if n > MAX_RERANK_CANDIDATES => {
+                return Err(KpgError::InvalidArgument(format!(
+                    "{n} candidates: --rerank scores at most {MAX_RERANK_CANDIDATES} per document \
+                     (each is a query with the whole document)"
+                )))
+            }
+            _ => {}
+        }
+        let bytes = doc.title.len() + doc.abstract_.len();
+        let most = self.max_text_bytes(doc);
+        if bytes > most {
+            return Err(KpgError::InvalidArgument(format!(
+                "the title and abstract are {bytes} bytes; with these candidates at most {most} \
+                 can fit the selector's context of {limit} tokens: cut the document"
+            )));
+        }
+        Ok(())
     }
 
     fn tokenizer(&self) -> &Tokenizer {
@@ -123,6 +178,7 @@ impl Selector {
         mode: SelectMode,
         share_prefix: bool,
     ) -> Result<(Vec<usize>, Group)> {
+        self.check_size(doc, mode)?;
         let order = Self::presentation_order(&doc.candidates, order);
         let phrases: Vec<&str> = order
             .iter()

@@ -147,8 +147,11 @@ fn compile(tok: &Tokenizer, yes: Rendered, no: Rendered, what: &str) -> Result<P
             ids: [yes_ids[pos], no_ids[pos]],
         });
     }
-    let forced_differ =
-        (0..yes_ids.len()).any(|i| yes_ids[i] != no_ids[i] && !yes_pos.contains(&i));
+    let mut is_label = vec![false; yes_ids.len()];
+    for &pos in &yes_pos {
+        is_label[pos] = true;
+    }
+    let forced_differ = (0..yes_ids.len()).any(|i| yes_ids[i] != no_ids[i] && !is_label[i]);
     if forced_differ {
         return Err(template_error(
             what,
@@ -168,13 +171,19 @@ fn compile(tok: &Tokenizer, yes: Rendered, no: Rendered, what: &str) -> Result<P
 }
 
 /// The token index of each label: the one token that covers it, taking in at most whitespace
-/// before it and nothing after it.
+/// before it and nothing after it. One walk over the tokens for all labels (offsets ascend, and so
+/// do the labels), so a record with many candidates costs linear time.
 fn label_positions(r: &Rendered, offsets: &[(usize, usize)], what: &str) -> Result<Vec<usize>> {
     let mut positions = Vec::with_capacity(r.label_spans.len());
     let mut first = 0;
     for span in &r.label_spans {
+        // Tokens that end at or before the label cannot overlap it, nor any later label.
+        while first < offsets.len() && offsets[first].1 <= span.start {
+            first += 1;
+        }
         let overlapping: Vec<usize> = (first..offsets.len())
-            .filter(|&i| offsets[i].0 < span.end && span.start < offsets[i].1)
+            .take_while(|&i| offsets[i].0 < span.end)
+            .filter(|&i| span.start < offsets[i].1)
             .collect();
         let label = &r.text[span.clone()];
         let [i] = overlapping[..] else {

@@ -181,6 +181,7 @@ impl Params<f32> {
     pub fn load(dir: &Path) -> Result<Self> {
         let config = One2SetConfig::from_dir(dir)?;
         let files = WeightFiles::open(dir)?;
+        files.check_finite()?;
         let mut p = Self::zeros(&config);
         for t in &mut p.tensors {
             let r = files.get(&t.name, &t.shape)?;
