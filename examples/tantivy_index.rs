@@ -106,7 +106,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     for (doc, tagged) in docs.iter().zip(pipeline.tag(&docs)) {
         let tagged = tagged?;
         let mut d = TantivyDocument::default();
-        d.add_text(id, &doc.id);
+        d.add_text(id, doc.id.text());
         d.add_text(title, &doc.title);
         d.add_text(body, &doc.abstract_text);
         for k in &tagged.keyphrases {

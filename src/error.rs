@@ -88,7 +88,10 @@ pub enum KpgError {
     #[error("sequence of {needed} tokens does not fit: the model takes at most {limit} positions")]
     ContextTooLong { needed: usize, limit: usize },
 
-    #[error("KV cache is full: {needed} more blocks needed, {free} free of {total}")]
+    #[error(
+        "KV cache is full: {needed} more blocks needed, {free} free of {total} (the cache is set \
+         by --cache-tokens or --cache-mb)"
+    )]
     CacheFull {
         needed: usize,
         free: usize,

@@ -42,6 +42,10 @@ impl RecordId {
             #[serde(borrow, default)]
             id: Option<&'a RawValue>,
         }
+        // A derived struct also reads a JSON array by position; only an object has fields.
+        if !line.trim_start().starts_with('{') {
+            return None;
+        }
         let fields: IdField = serde_json::from_str(line).ok()?;
         RecordId::from_json(fields.id?.get())
     }
@@ -103,6 +107,12 @@ impl std::hash::Hash for RecordId {
 impl PartialEq<&str> for RecordId {
     fn eq(&self, other: &&str) -> bool {
         self.json().starts_with('"') && self.text() == *other
+    }
+}
+
+impl PartialEq<String> for RecordId {
+    fn eq(&self, other: &String) -> bool {
+        *self == other.as_str()
     }
 }
 

@@ -216,7 +216,8 @@ fn vocab_then_synth_with_it_then_generate() {
         String::from_utf8_lossy(&out.stderr)
     );
     let lines = stdout_lines(&out);
-    assert_eq!(lines[0]["id"], json!("5"));
+    // A numeric id comes back as the number it was (issue 17: ids keep their JSON text).
+    assert_eq!(lines[0]["id"], json!(5));
 }
 
 #[test]

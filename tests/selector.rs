@@ -161,7 +161,7 @@ fn a_document_gets_the_same_answer_alone_and_in_a_batch_of_fifty() {
     assert_eq!(together.len(), docs.len());
     for (k, i) in [0usize, 17, 50].into_iter().enumerate() {
         let alone = run(&selector, &docs[i..=i], &opts);
-        assert_eq!(together[i]["id"], docs[i].id, "order kept");
+        assert_eq!(together[i]["id"], docs[i].id.to_string(), "order kept");
         assert_same(&format!("doc {i} (check {k})"), &together[i], &alone[0]);
     }
 }

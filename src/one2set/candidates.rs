@@ -7,8 +7,10 @@
 //! - an id past the vocabulary is the copied source word it stands for; `<unk>` becomes the source
 //!   word with the most head-0 cross-attention at that step; other special tokens stay as written;
 //! - confidence = mean over the phrase's words (its `<eos>` excluded) of the token probabilities;
-//! - then, beyond One2Set (whose evaluation removes duplicates later): duplicate phrases of a
-//!   document keep their highest confidence (the earlier slot on a tie);
+//! - then, beyond One2Set (whose evaluation removes duplicates later): a phrase with `<eos>` in
+//!   it (copied through `<unk>` from the separator the source puts between title and abstract) is
+//!   not a keyphrase; duplicate phrases of a document keep their highest confidence (the earlier
+//!   slot on a tie);
 //! - candidates are sorted by descending confidence, ties in slot order (a stable sort, as One2Set's
 //!   `sorted`), and each is tagged present when its Porter-stemmed tokens occur contiguously in the
 //!   stemmed source (the evaluation's rule, [`crate::eval::is_present`]).
@@ -21,6 +23,7 @@ use super::decode::SlotOutput;
 use super::source::SourceIds;
 use super::vocab::{Vocab, EOS_ID, NULL_ID, UNK_ID};
 use crate::eval::{is_present, porter};
+use crate::preprocess::EOS;
 
 /// One candidate keyphrase of a document.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -89,6 +92,9 @@ pub fn document_candidates(
         let Some((words, score)) = slot_phrase(slot, vocab, vocab_size, source) else {
             continue;
         };
+        if words.iter().any(|w| w == EOS) {
+            continue;
+        }
         let phrase = words.join(" ");
         if let Some(&i) = seen.get(&phrase) {
             if score > out[i].score {
@@ -110,4 +116,40 @@ pub fn document_candidates(
     // place, so sort by (score desc, slot asc) to make ties follow the reported slot.
     out.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.slot.cmp(&b.slot)));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::one2set::vocab::SPECIAL_TOKENS;
+    use crate::preprocess::source_tokens;
+
+    #[test]
+    fn a_control_token_copied_through_unk_is_not_a_keyphrase() {
+        let mut words: Vec<String> = SPECIAL_TOKENS.iter().map(|s| s.to_string()).collect();
+        words.extend(["graph", "neural", "."].map(String::from));
+        let vocab = Vocab::from_words(words).unwrap();
+        let tokens = source_tokens("graph neural", "networks");
+        let source = SourceIds::new(&tokens, &vocab, vocab.len(), 64);
+        let separator = tokens.iter().position(|t| t == "<eos>").unwrap() as u32;
+        let graph = vocab.id("graph").unwrap();
+        // Slot 0: `<unk>` attending to the title/abstract separator; slot 1: `graph <unk>` with the
+        // <unk> attending to `networks` (an ordinary copy).
+        let slots = [
+            SlotOutput {
+                tokens: vec![UNK_ID, EOS_ID],
+                probs: vec![0.9, 0.9],
+                attn_argmax: vec![separator, 0],
+            },
+            SlotOutput {
+                tokens: vec![graph, UNK_ID, EOS_ID],
+                probs: vec![0.5, 0.5, 0.5],
+                attn_argmax: vec![0, separator + 1, 0],
+            },
+        ];
+        let stems = stem_all(&tokens);
+        let out = document_candidates(&slots, &vocab, vocab.len(), &source, &stems);
+        let phrases: Vec<&str> = out.iter().map(|c| c.phrase.as_str()).collect();
+        assert_eq!(phrases, ["graph networks"]);
+    }
 }

@@ -213,7 +213,7 @@ mod tests {
         let short = DocumentText::new("A title", "an abstract");
         assert!(!short.truncated);
         // A cut never splits a character.
-        assert_eq!(prefix("aé", 2), "a");
+        assert_eq!(char_prefix("aé", 2), "a");
     }
 
     #[test]

@@ -281,8 +281,9 @@ impl<'m> Scheduler<'m> {
                 let capacity = self.cache.allocator().num_blocks() - self.root.blocks().len();
                 if need > capacity {
                     Some(Err(KpgError::InvalidArgument(format!(
-                        "the document needs {need} KV-cache blocks and the cache has {capacity}; \
-                         raise the cache size"
+                        "the document needs {need} KV-cache blocks of {} tokens and the cache \
+                         has {capacity}: raise --cache-tokens or --cache-mb",
+                        self.cache.block_size()
                     ))))
                 } else if need
                     > self
