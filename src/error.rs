@@ -45,6 +45,9 @@ pub enum KpgError {
         element: usize,
     },
 
+    #[error("GGUF: {path}: {reason}")]
+    Gguf { path: PathBuf, reason: String },
+
     #[error("{path}: tensor `{name}` is missing")]
     MissingTensor { name: String, path: PathBuf },
 

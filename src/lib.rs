@@ -11,6 +11,7 @@ pub mod cli;
 pub mod error;
 pub mod eval;
 pub mod generate;
+pub mod gguf;
 pub mod kv_cache;
 pub mod memory;
 pub mod model;

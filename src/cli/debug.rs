@@ -60,6 +60,60 @@ fn resident_bytes() -> u64 {
         .map_or(0, |pages| pages * 4096)
 }
 
+/// `kpg debug gguf`: the header as JSON.
+pub fn gguf_header(args: LoadArgs) -> Result<i32> {
+    use crate::gguf::header::Value as G;
+    /// Arrays longer than this print their first items and their length.
+    const SHOWN: usize = 8;
+    fn value(v: &G) -> serde_json::Value {
+        match v {
+            G::U8(x) => json!(x),
+            G::I8(x) => json!(x),
+            G::U16(x) => json!(x),
+            G::I16(x) => json!(x),
+            G::U32(x) => json!(x),
+            G::I32(x) => json!(x),
+            G::F32(x) => json!(x),
+            G::Bool(x) => json!(x),
+            G::String(x) => json!(x),
+            G::U64(x) => json!(x),
+            G::I64(x) => json!(x),
+            G::F64(x) => json!(x),
+            G::Array(items) if items.len() > SHOWN => json!({
+                "length": items.len(),
+                "first": items.iter().take(SHOWN).map(value).collect::<Vec<_>>(),
+            }),
+            G::Array(items) => json!(items.iter().map(value).collect::<Vec<_>>()),
+        }
+    }
+    let file = crate::gguf::GgufFile::open(&args.model)?;
+    let h = &file.header;
+    let metadata: serde_json::Map<String, serde_json::Value> = h
+        .metadata
+        .iter()
+        .map(|(k, v)| (k.clone(), value(v)))
+        .collect();
+    let tensors: Vec<serde_json::Value> = h
+        .tensors
+        .iter()
+        .map(|t| {
+            json!({"name": t.name, "type": t.ggml_type.to_string(), "dims": t.dims,
+                   "offset": t.offset, "bytes": t.bytes})
+        })
+        .collect();
+    print_line(
+        &json!({
+            "version": h.version,
+            "alignment": h.alignment,
+            "data_offset": h.data_offset,
+            "metadata": metadata,
+            "tensors": tensors,
+        })
+        .to_string(),
+    )?;
+    Ok(0)
+}
+
 pub fn load_cost(args: LoadArgs) -> Result<i32> {
     let rss_before = resident_bytes();
     let start = std::time::Instant::now();

@@ -477,6 +477,9 @@ pub enum DebugCommand {
     /// target last when `has_null`. Prints `{"results": [{"supply", "plan", "assign"}]}`, or
     /// `{"results": [{"assign"}]}` with --method hungarian.
     Ot(DebugOtArgs),
+    /// Read a GGUF file's header and print it as JSON: version, metadata (arrays shortened to
+    /// their first items and length) and every tensor's type, shape, offset and size.
+    Gguf(LoadArgs),
 }
 
 #[derive(Args, Debug)]
@@ -594,6 +597,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Debug(DebugCommand::Logits(args)) => debug::logits(args),
         Command::Debug(DebugCommand::Generate(args)) => debug::generate(args),
         Command::Debug(DebugCommand::Load(args)) => debug::load_cost(args),
+        Command::Debug(DebugCommand::Gguf(args)) => debug::gguf_header(args),
         Command::Debug(DebugCommand::Ot(args)) => debug_ot::debug_ot(args),
         Command::Synth(args) => synth::synth(args),
         Command::Select(args) => select::select(args),

@@ -165,6 +165,9 @@ impl Llama {
     }
 
     fn load_host(dir: &Path) -> Result<Self> {
+        if crate::gguf::is_gguf(dir) {
+            return Err(crate::gguf::not_yet_supported(dir));
+        }
         if !dir.is_dir() {
             return Err(KpgError::MissingFile {
                 path: dir.to_path_buf(),
