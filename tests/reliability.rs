@@ -531,7 +531,9 @@ fn damaged_or_absurd_models_and_options_are_named_errors() {
     };
     let generate = |dir: &Path| kpg(&["generate", "--generator", s(dir), "--input", s(&input)]);
 
-    let cases: [(&str, fn(&mut Value), &str); 5] = [
+    /// (case name, the edit of config.json, the field the error must name)
+    type Case = (&'static str, fn(&mut Value), &'static str);
+    let cases: [Case; 5] = [
         ("eps", |c| c["rms_norm_eps"] = json!(0.0), "rms_norm_eps"),
         ("neg", |c| c["rms_norm_eps"] = json!(-1e-5), "rms_norm_eps"),
         (

@@ -120,6 +120,12 @@ pub fn load_cost(args: LoadArgs) -> Result<i32> {
     let model = Llama::load(&args.model)?;
     let seconds = start.elapsed().as_secs_f64();
     let rss_after = resident_bytes();
+    // The load above includes the scan for NaN/Inf weights; time it again on its own, with the
+    // pages now in memory, so that its cost can be told from the rest.
+    let files = crate::model::weights::WeightFiles::open(&args.model)?;
+    let scan = std::time::Instant::now();
+    files.check_finite()?;
+    let scan_seconds = scan.elapsed().as_secs_f64();
     let c = &model.config;
     print_line(
         &json!({
@@ -128,6 +134,7 @@ pub fn load_cost(args: LoadArgs) -> Result<i32> {
             "hidden_size": c.hidden_size,
             "vocab_size": c.vocab_size,
             "load_seconds": seconds,
+            "finite_scan_seconds": scan_seconds,
             "rss_before_mb": rss_before as f64 / 1e6,
             "rss_after_mb": rss_after as f64 / 1e6,
             "rss_added_mb": (rss_after.saturating_sub(rss_before)) as f64 / 1e6,

@@ -180,7 +180,7 @@ pub fn parse(bytes: &[u8]) -> Result<Header, ParseError> {
         let ggml_type = GgmlType::from_id(type_id)
             .ok_or_else(|| format!("tensor `{name}` has unknown ggml type {type_id}"))?;
         let offset = r.u64(&format!("the offset of `{name}`"))?;
-        if offset % alignment != 0 {
+        if !offset.is_multiple_of(alignment) {
             return Err(format!(
                 "tensor `{name}` starts at data offset {offset}, not a multiple of the \
                  alignment {alignment}"
@@ -397,7 +397,7 @@ pub(crate) mod tests {
             end = offset + bytes;
             offset += bytes.div_ceil(32) * 32;
         }
-        while out.len() % 32 != 0 {
+        while !out.len().is_multiple_of(32) {
             out.push(0);
         }
         out.resize(out.len() + end as usize, 0x11);
