@@ -433,7 +433,7 @@ fn selector_group(
     // A document far beyond the context is cut by bytes before anything is tokenised; the
     // words-based cut below then finds the exact fit.
     let most = selector
-        .max_text_bytes(&sdoc)
+        .max_text_bytes(&sdoc, SelectMode::Sequence)
         .saturating_sub(sdoc.title.len());
     let total_words = sdoc.abstract_.split_whitespace().count();
     let cut_by_bytes = sdoc.abstract_.len() > most;

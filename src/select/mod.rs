@@ -93,10 +93,18 @@ impl Selector {
         })
     }
 
-    /// Bytes of title and abstract (with the candidates' own) a record may have; see
-    /// [`Selector::check_size`].
-    pub fn max_text_bytes(&self, doc: &SelectDocument) -> usize {
-        let phrases: usize = doc.candidates.iter().map(|c| c.phrase.len()).sum();
+    /// Bytes of title and abstract a record may have beside its candidates (all of them in one
+    /// sequence; the longest alone in a rerank query); see [`Selector::check_size`].
+    pub fn max_text_bytes(&self, doc: &SelectDocument, mode: SelectMode) -> usize {
+        let phrases: usize = match mode {
+            SelectMode::Sequence => doc.candidates.iter().map(|c| c.phrase.len()).sum(),
+            SelectMode::Rerank { .. } => doc
+                .candidates
+                .iter()
+                .map(|c| c.phrase.len())
+                .max()
+                .unwrap_or(0),
+        };
         self.max_text_bytes.saturating_sub(phrases)
     }
 
@@ -123,7 +131,7 @@ impl Selector {
             _ => {}
         }
         let bytes = doc.title.len() + doc.abstract_.len();
-        let most = self.max_text_bytes(doc);
+        let most = self.max_text_bytes(doc, mode);
         if bytes > most {
             return Err(KpgError::InvalidArgument(format!(
                 "the title and abstract are {bytes} bytes; with these candidates at most {most} \
