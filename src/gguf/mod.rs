@@ -2,6 +2,7 @@
 //! checked); running GGUF weights is the subject of the real-checkpoints work and not yet done, so
 //! a GGUF given where a model directory is expected says so instead of "config.json not found".
 
+pub mod dequant;
 pub mod header;
 pub mod types;
 

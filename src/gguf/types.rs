@@ -1,5 +1,6 @@
 //! ggml's tensor types: ids as GGUF files write them, and the block layout that says how many
-//! bytes a row of each takes (`ggml.c`'s `type_traits`: block size in elements, bytes per block).
+//! bytes a row of each takes (`ggml.c`'s `type_traits`: block size in elements, bytes per block;
+//! the table is the `gguf` Python package's `GGML_QUANT_SIZES`, version 0.19).
 
 /// The tensor types of ggml that GGUF files carry.
 #[allow(non_camel_case_types)]
@@ -36,6 +37,9 @@ pub enum GgmlType {
     BF16,
     TQ1_0,
     TQ2_0,
+    MXFP4,
+    NVFP4,
+    Q1_0,
 }
 
 impl GgmlType {
@@ -73,6 +77,9 @@ impl GgmlType {
             30 => BF16,
             34 => TQ1_0,
             35 => TQ2_0,
+            39 => MXFP4,
+            40 => NVFP4,
+            41 => Q1_0,
             _ => return None,
         })
     }
@@ -90,7 +97,7 @@ impl GgmlType {
             Q5_0 => (32, 22),
             Q5_1 => (32, 24),
             Q8_0 => (32, 34),
-            Q8_1 => (32, 36),
+            Q8_1 => (32, 40),
             Q2_K => (256, 84),
             Q3_K => (256, 110),
             Q4_K => (256, 144),
@@ -108,6 +115,9 @@ impl GgmlType {
             IQ1_M => (256, 56),
             TQ1_0 => (256, 54),
             TQ2_0 => (256, 66),
+            MXFP4 => (32, 17),
+            NVFP4 => (64, 36),
+            Q1_0 => (128, 18),
         }
     }
 
