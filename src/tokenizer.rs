@@ -32,6 +32,21 @@ impl Tokenizer {
         })
     }
 
+    /// A tokenizer from `tokenizer.json` text made in memory (a GGUF file's, rebuilt from its
+    /// metadata); `source` names where it came from in errors.
+    pub fn from_json(json: &str, source: &Path) -> Result<Self> {
+        let inner: tokenizers::Tokenizer =
+            json.parse()
+                .map_err(|e: tokenizers::Error| KpgError::Tokenizer {
+                    path: source.to_path_buf(),
+                    reason: e.to_string(),
+                })?;
+        Ok(Tokenizer {
+            inner,
+            path: source.to_path_buf(),
+        })
+    }
+
     pub fn encode(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>> {
         let enc = self
             .inner

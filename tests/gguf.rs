@@ -51,3 +51,133 @@ fn unsupported_types_are_named() {
     let err = dequantize(GgmlType::Q2_K, &[0u8; 84], &mut out).unwrap_err();
     assert!(err.contains("Q2_K is not supported"), "{err}");
 }
+
+fn kpg(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(common::kpg_bin())
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn stdout_json(out: &std::process::Output) -> Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `tests/fixtures/gguf/tiny-q8_0.gguf` was written by `tools/make_gguf_model.py` (gguf-py's
+/// writer and quantizer, llama.cpp's tensor names and q/k row order) from this very model.
+fn tiny_pair(tmp: &std::path::Path) -> (String, String) {
+    let dir = tmp.join("tiny");
+    let out = kpg(&[
+        "synth",
+        "--arch",
+        "llama",
+        "--preset",
+        "tiny",
+        "--seed",
+        "0",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    let gguf = common::fixtures().join("gguf/tiny-q8_0.gguf");
+    (
+        dir.to_str().unwrap().to_string(),
+        gguf.to_str().unwrap().to_string(),
+    )
+}
+
+#[test]
+fn a_q8_0_gguf_runs_as_its_hugging_face_original() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, gguf) = tiny_pair(tmp.path());
+    let ids = "1,5,9,300,77,1000,2,640";
+    let logits = |model: &str| -> Vec<Vec<f32>> {
+        let v = stdout_json(&kpg(&["debug", "logits", "--model", model, "--ids", ids]));
+        serde_json::from_value(v["logits"].clone()).unwrap()
+    };
+    let (want, got) = (logits(&dir), logits(&gguf));
+    assert_eq!(want.len(), got.len());
+    for (pos, (w, g)) in want.iter().zip(&got).enumerate() {
+        let scale = w.iter().fold(0f32, |m, x| m.max(x.abs()));
+        let diff = w.iter().zip(g).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        // Q8_0 keeps each weight to 1/254 of its block's largest; measured 1.2-1.4% here. A row
+        // order or name mistake gives errors of the logits' own size.
+        assert!(diff <= 0.02 * scale, "position {pos}: {diff} of {scale}");
+        let argmax = |v: &[f32]| (0..v.len()).max_by(|&a, &b| v[a].total_cmp(&v[b])).unwrap();
+        assert_eq!(argmax(w), argmax(g), "position {pos}");
+    }
+}
+
+#[test]
+fn the_gguf_tokenizer_gives_the_tokenizer_json_ids() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, gguf) = tiny_pair(tmp.path());
+    for text in [
+        "Keyphrase generation with optimal transport",
+        "  leading spaces, trailing\n\n",
+        "digits 12345 and ünïcödé, emoji 🙂, tabs\tand CRLF\r\n",
+        "<s> a special token in text </s>",
+        "",
+    ] {
+        let ids = |model: &str| {
+            stdout_json(&kpg(&[
+                "debug", "tokenize", "--model", model, "--text", text,
+            ]))
+        };
+        assert_eq!(ids(&dir), ids(&gguf), "{text:?}");
+    }
+}
+
+#[test]
+fn gguf_headers_print_and_damaged_files_are_named() {
+    let gguf = common::fixtures().join("gguf/tiny-q8_0.gguf");
+    let h = stdout_json(&kpg(&["debug", "gguf", "--model", gguf.to_str().unwrap()]));
+    assert_eq!(h["version"], 3);
+    assert_eq!(h["metadata"]["general.architecture"], "llama");
+    assert_eq!(h["metadata"]["llama.block_count"], 4);
+    let types: Vec<&str> = h["tensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["type"].as_str().unwrap())
+        .collect();
+    assert!(types.contains(&"Q8_0") && types.contains(&"F16") && types.contains(&"F32"));
+
+    let tmp = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(&gguf).unwrap();
+    let cut = tmp.path().join("cut.gguf");
+    std::fs::write(&cut, &bytes[..bytes.len() - 100]).unwrap();
+    for args in [
+        vec![
+            "debug",
+            "logits",
+            "--model",
+            cut.to_str().unwrap(),
+            "--ids",
+            "1",
+        ],
+        vec![
+            "debug",
+            "tokenize",
+            "--model",
+            cut.to_str().unwrap(),
+            "--text",
+            "a",
+        ],
+        vec!["debug", "gguf", "--model", cut.to_str().unwrap()],
+    ] {
+        let out = kpg(&args);
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.contains("GGUF") && err.contains("cut.gguf") && err.contains("truncated"),
+            "{err}"
+        );
+    }
+}

@@ -60,6 +60,22 @@ fn resident_bytes() -> u64 {
         .map_or(0, |pages| pages * 4096)
 }
 
+/// `kpg debug tokenize`: a text's ids, with the tokenizer alone (the weights are not loaded).
+pub fn tokenize(args: super::TokenizeArgs) -> Result<i32> {
+    let tokenizer = if crate::gguf::is_gguf(&args.model) {
+        let file = crate::gguf::GgufFile::open(&args.model)?;
+        crate::gguf::tokenizer::build(&file)?.ok_or_else(|| KpgError::Gguf {
+            path: args.model.clone(),
+            reason: "it has no tokenizer (no `tokenizer.ggml.tokens`)".into(),
+        })?
+    } else {
+        crate::tokenizer::Tokenizer::from_file(&args.model.join("tokenizer.json"))?
+    };
+    let ids = tokenizer.encode(&args.text, true)?;
+    print_line(&json!({ "ids": ids }).to_string())?;
+    Ok(0)
+}
+
 /// `kpg debug gguf`: the header as JSON.
 pub fn gguf_header(args: LoadArgs) -> Result<i32> {
     use crate::gguf::header::Value as G;
@@ -122,9 +138,8 @@ pub fn load_cost(args: LoadArgs) -> Result<i32> {
     let rss_after = resident_bytes();
     // The load above includes the scan for NaN/Inf weights; time it again on its own, with the
     // pages now in memory, so that its cost can be told from the rest.
-    let files = crate::model::weights::WeightFiles::open(&args.model)?;
     let scan = std::time::Instant::now();
-    files.check_finite()?;
+    model.weights().check_finite()?;
     let scan_seconds = scan.elapsed().as_secs_f64();
     let c = &model.config;
     print_line(

@@ -480,6 +480,19 @@ pub enum DebugCommand {
     /// Read a GGUF file's header and print it as JSON: version, metadata (arrays shortened to
     /// their first items and length) and every tensor's type, shape, offset and size.
     Gguf(LoadArgs),
+    /// Print `{"ids": [...]}`: the model's token ids for a text, special tokens (BOS) included as
+    /// the model adds them. The model is a directory with tokenizer.json or a GGUF file.
+    Tokenize(TokenizeArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct TokenizeArgs {
+    /// A model directory (its tokenizer.json) or a GGUF file (its tokenizer metadata).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The text to encode.
+    #[arg(long)]
+    pub text: String,
 }
 
 #[derive(Args, Debug)]
@@ -508,7 +521,8 @@ pub struct LoadArgs {
 /// What both debug commands take: a model and its input.
 #[derive(Args, Debug)]
 pub struct ModelInput {
-    /// Model directory (config.json, *.safetensors, optional tokenizer.json).
+    /// Model: a Hugging Face directory (config.json, *.safetensors, optional tokenizer.json) or a
+    /// GGUF file (weights dequantized to f32).
     #[arg(long)]
     pub model: PathBuf,
     /// Input token ids, comma separated (for example `1,5,9`).
@@ -598,6 +612,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Debug(DebugCommand::Generate(args)) => debug::generate(args),
         Command::Debug(DebugCommand::Load(args)) => debug::load_cost(args),
         Command::Debug(DebugCommand::Gguf(args)) => debug::gguf_header(args),
+        Command::Debug(DebugCommand::Tokenize(args)) => debug::tokenize(args),
         Command::Debug(DebugCommand::Ot(args)) => debug_ot::debug_ot(args),
         Command::Synth(args) => synth::synth(args),
         Command::Select(args) => select::select(args),

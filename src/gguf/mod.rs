@@ -1,9 +1,11 @@
-//! GGUF files, llama.cpp's model format: the container is read here (memory-mapped, every field
-//! checked); running GGUF weights is the subject of the real-checkpoints work and not yet done, so
-//! a GGUF given where a model directory is expected says so instead of "config.json not found".
+//! GGUF files, llama.cpp's model format: the container (memory-mapped, every field checked), the
+//! block formats dequantized to f32, a llama model's config, weights and byte-level BPE tokenizer
+//! from the file alone. Quantized compute (the weights kept in their blocks) is not built yet.
 
 pub mod dequant;
 pub mod header;
+pub mod llama;
+pub mod tokenizer;
 pub mod types;
 
 use std::fs::File;
@@ -19,7 +21,7 @@ pub struct GgufFile {
     pub path: PathBuf,
     pub header: Header,
     _range: crate::model::mapped::MappedRange,
-    _map: Mmap,
+    map: Mmap,
 }
 
 impl GgufFile {
@@ -36,8 +38,13 @@ impl GgufFile {
             path: path.to_path_buf(),
             header,
             _range: range,
-            _map: map,
+            map,
         })
+    }
+
+    /// The whole file.
+    pub fn bytes(&self) -> &[u8] {
+        &self.map
     }
 }
 
@@ -50,34 +57,4 @@ pub fn is_gguf(path: &Path) -> bool {
             .and_then(|mut f| f.read_exact(&mut magic))
             .is_ok()
         && &magic == b"GGUF"
-}
-
-/// The error for a GGUF file given where kpg needs a Hugging Face directory: what the file is,
-/// and what to do meanwhile.
-pub fn not_yet_supported(path: &Path) -> KpgError {
-    let reason = match GgufFile::open(path) {
-        Err(e) => return e,
-        Ok(f) => {
-            let mut types: Vec<String> = Vec::new();
-            for t in &f.header.tensors {
-                let name = t.ggml_type.to_string();
-                if !types.contains(&name) {
-                    types.push(name);
-                }
-            }
-            format!(
-                "a {} model with {} tensors ({}); kpg does not run GGUF weights yet: convert it \
-                 to a Hugging Face directory (transformers: \
-                 AutoModelForCausalLM.from_pretrained(dir, gguf_file=...).save_pretrained(out)) \
-                 and pass that directory",
-                f.header.architecture().unwrap_or("(unnamed)"),
-                f.header.tensors.len(),
-                types.join(", ")
-            )
-        }
-    };
-    KpgError::Gguf {
-        path: path.to_path_buf(),
-        reason,
-    }
 }

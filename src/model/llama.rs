@@ -122,6 +122,11 @@ impl Llama {
         Ok(model)
     }
 
+    /// The weights, as loaded (mapped safetensors, or a GGUF file's dequantized to f32).
+    pub fn weights(&self) -> &WeightFiles {
+        &self.files
+    }
+
     /// The device the forward passes run on.
     pub fn device(&self) -> DeviceKind {
         #[cfg(feature = "cuda")]
@@ -164,17 +169,31 @@ impl Llama {
         )
     }
 
+    /// A Hugging Face directory (`config.json`, safetensors, `tokenizer.json`), or a GGUF file
+    /// (config, weights dequantized to f32, and tokenizer, all from the file).
     fn load_host(dir: &Path) -> Result<Self> {
-        if crate::gguf::is_gguf(dir) {
-            return Err(crate::gguf::not_yet_supported(dir));
-        }
-        if !dir.is_dir() {
-            return Err(KpgError::MissingFile {
-                path: dir.to_path_buf(),
-            });
-        }
-        let config = LlamaConfig::from_dir(dir)?;
-        let files = WeightFiles::open(dir)?;
+        let (config, files, tokenizer) = if crate::gguf::is_gguf(dir) {
+            let file = crate::gguf::GgufFile::open(dir)?;
+            let config = crate::gguf::llama::config(&file)?;
+            let files = crate::gguf::llama::weights(&file, &config)?;
+            let tokenizer = crate::gguf::tokenizer::build(&file)?;
+            (config, files, tokenizer)
+        } else {
+            if !dir.is_dir() {
+                return Err(KpgError::MissingFile {
+                    path: dir.to_path_buf(),
+                });
+            }
+            let config = LlamaConfig::from_dir(dir)?;
+            let files = WeightFiles::open(dir)?;
+            let tok_path = dir.join("tokenizer.json");
+            let tokenizer = if tok_path.exists() {
+                Some(Tokenizer::from_file(&tok_path)?)
+            } else {
+                None
+            };
+            (config, files, tokenizer)
+        };
         let c = &config;
         let (hidden, inter) = (c.hidden_size, c.intermediate_size);
         let norm = |name: &str| -> Result<Vec<f32>> {
@@ -227,12 +246,6 @@ impl Llama {
             files.get("lm_head.weight", &[c.vocab_size, hidden])?
         };
         let final_norm = norm("model.norm.weight")?;
-        let tok_path = dir.join("tokenizer.json");
-        let tokenizer = if tok_path.exists() {
-            Some(Tokenizer::from_file(&tok_path)?)
-        } else {
-            None
-        };
         Ok(Llama {
             rope: RopeTable::new(&c.rope, c.head_dim),
             config,

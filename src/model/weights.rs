@@ -110,9 +110,25 @@ impl WeightView<'_> {
 
 struct Shard {
     path: PathBuf,
-    /// Names `path` if the file is cut under the run (declared first: dropped before the map).
-    _range: MappedRange,
-    map: Mmap,
+    data: ShardData,
+}
+
+/// Where a shard's bytes live.
+enum ShardData {
+    /// A safetensors file, mapped; the range names the file if it is cut under the run (declared
+    /// first: dropped before the map).
+    Mapped { _range: MappedRange, map: Mmap },
+    /// Tensors made at load (a GGUF file's, dequantized to f32): owned, f32-aligned.
+    Owned(Vec<f32>),
+}
+
+impl ShardData {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            ShardData::Mapped { map, .. } => map,
+            ShardData::Owned(v) => bytemuck::cast_slice(v),
+        }
+    }
 }
 
 /// All safetensors files of a model directory, mapped, with an index of every tensor.
@@ -256,10 +272,41 @@ impl WeightFiles {
         }
         self.shards.push(Shard {
             path: path.to_path_buf(),
-            _range: range,
-            map,
+            data: ShardData::Mapped { _range: range, map },
         });
         Ok(())
+    }
+
+    /// Weights made in memory, all f32, in one buffer: `tensors` are (name, shape, start in
+    /// elements of `data`). `source` is the file they came from, for error messages.
+    pub fn from_f32(
+        source: &Path,
+        data: Vec<f32>,
+        tensors: Vec<(String, Vec<usize>, usize)>,
+    ) -> WeightFiles {
+        let mut index = HashMap::with_capacity(tensors.len());
+        for (name, shape, start) in tensors {
+            let n: usize = shape.iter().product();
+            index.insert(
+                name.clone(),
+                TensorRef {
+                    name,
+                    shard: 0,
+                    start: start * 4,
+                    end: (start + n) * 4,
+                    dtype: DType::F32,
+                    shape,
+                },
+            );
+        }
+        WeightFiles {
+            dir: source.parent().unwrap_or(Path::new(".")).to_path_buf(),
+            shards: vec![Shard {
+                path: source.to_path_buf(),
+                data: ShardData::Owned(data),
+            }],
+            tensors: index,
+        }
     }
 
     /// The tensor `name`, checked against the shape the model expects.
@@ -331,7 +378,7 @@ impl WeightFiles {
         WeightView {
             dtype: t.dtype,
             shape: &t.shape,
-            bytes: &self.shards[t.shard].map[t.start..t.end],
+            bytes: &self.shards[t.shard].data.bytes()[t.start..t.end],
         }
     }
 

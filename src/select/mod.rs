@@ -56,6 +56,26 @@ pub struct Selector {
     max_text_bytes: usize,
 }
 
+/// How many leading items `a` and `b` share.
+fn common_prefix(a: &[u32], b: &[u32]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+/// The tokens of `instruction` that stay the same whatever follows it: a tokenizer may merge its
+/// last characters with the next segment's first (SmolLM2's merges a final "\n\n" into one
+/// token, which splits again before text), so the instruction is tokenised alone and followed by
+/// a few usual beginnings, and only the tokens common to all are the shared root. A document
+/// whose prompt still does not start with the root simply does not share it.
+fn stable_prefix(tok: &Tokenizer, instruction: &str) -> Result<Vec<u32>> {
+    let alone = tok.encode(instruction, true)?;
+    let mut shared = alone.len();
+    for next in ["Title", "title", "A", "a", " ", "\n", "1", "\"", "("] {
+        let with = tok.encode(&format!("{instruction}{next}"), true)?;
+        shared = shared.min(common_prefix(&alone, &with));
+    }
+    Ok(alone[..shared].to_vec())
+}
+
 /// Most candidates a rerank record may have: each is a query of its own, tokenised with the whole
 /// document, so the work grows with candidates times document.
 pub const MAX_RERANK_CANDIDATES: usize = 1024;
@@ -79,7 +99,7 @@ impl Selector {
             path: tok.path().to_path_buf(),
             reason: format!("cannot run the selection template: {e}"),
         })?;
-        let root = tok.encode(&config.instruction, true)?;
+        let root = stable_prefix(tok, &config.instruction)?;
         let max_text_bytes = model
             .config
             .max_position_embeddings
@@ -213,16 +233,31 @@ impl Selector {
             SelectMode::Rerank { .. } => {
                 let prompt = rerank_prompt(&self.config, &doc.title, &doc.abstract_);
                 let prompt_tokens = tok.encode(&prompt, true)?;
+                let programs = phrases
+                    .iter()
+                    .enumerate()
+                    .map(|(n, phrase)| rerank_program(&self.config, tok, &prompt, n + 1, phrase))
+                    .collect::<Result<Vec<Program>>>()?;
+                // The shared prefix is what the document prompt and every query tokenise to
+                // alike: a tokenizer may merge the prompt's last characters with a query's first
+                // ("\n\n" then "Is" in SmolLM2's), so the prompt's own tokens are not enough.
+                let mut shared = prompt_tokens.len();
+                for p in &programs {
+                    let first_label = p.labels.first().map_or(p.tokens.len(), |l| l.pos);
+                    shared = shared
+                        .min(common_prefix(&prompt_tokens, &p.tokens))
+                        .min(first_label.saturating_sub(1));
+                }
+                let prompt_tokens = &prompt_tokens[..shared];
                 let shares_root = !root.is_empty() && prompt_tokens.starts_with(root);
                 let skip = if shares_root { root.len() } else { 0 };
                 let prefix = prompt_tokens[skip..].to_vec();
                 let mut members = Vec::with_capacity(phrases.len());
-                for (n, phrase) in phrases.iter().enumerate() {
-                    let p = rerank_program(&self.config, tok, &prompt, n + 1, phrase)?;
-                    let m = Self::after(p, &prompt_tokens).ok_or_else(|| {
+                for (n, p) in programs.into_iter().enumerate() {
+                    let m = Self::after(p, prompt_tokens).ok_or_else(|| {
                         KpgError::InvalidArgument(format!(
-                            "candidate {} `{phrase}`: the rerank query changes how the document \
-                             prompt is tokenised",
+                            "candidate {}: the rerank query's label lies inside the document \
+                             prompt",
                             n + 1
                         ))
                     })?;

@@ -1,0 +1,167 @@
+//! A GGUF file's tokenizer, rebuilt from its metadata as the `tokenizer.json` transformers would
+//! write for it, and loaded with the tokenizers crate: byte-level BPE (`tokenizer.ggml.model` =
+//! `gpt2`) with the vocabulary, merges and special tokens of the file, and the pre-tokenizer that
+//! `tokenizer.ggml.pre` names (`smollm` splits every digit on its own). SentencePiece files
+//! (`llama`) are refused with a named error: their merges must be derived from the scores, which is
+//! not built yet.
+
+use serde_json::{json, Value as Json};
+
+use super::header::Value;
+use super::GgufFile;
+use crate::error::{KpgError, Result};
+use crate::tokenizer::Tokenizer;
+
+/// `token_type` of a control token (BOS, EOS, chat markers): an added, special token.
+const CONTROL: u64 = 3;
+/// `token_type` of a user-defined token: added, not special.
+const USER_DEFINED: u64 = 4;
+
+/// The byte-level pre-tokenizer without its own regex, after a split.
+fn byte_level(use_regex: bool) -> Json {
+    json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true,
+           "use_regex": use_regex})
+}
+
+/// The pre-tokenizer llama.cpp's `tokenizer.ggml.pre` stands for, as transformers writes it.
+fn pre_tokenizer(pre: &str) -> Option<Json> {
+    Some(match pre {
+        "default" | "gpt2" | "gpt-2" => byte_level(true),
+        "smollm" => json!({"type": "Sequence", "pretokenizers": [
+            {"type": "Digits", "individual_digits": true}, byte_level(true)]}),
+        "llama-bpe" | "llama3" => json!({"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex":
+                "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"},
+             "behavior": "Isolated", "invert": false},
+            byte_level(false)]}),
+        _ => return None,
+    })
+}
+
+fn strings<'a>(file: &'a GgufFile, key: &str) -> Result<Option<Vec<&'a str>>> {
+    match file.header.get(key) {
+        None => Ok(None),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| v.as_str())
+            .collect::<Option<Vec<&str>>>()
+            .map(Some)
+            .ok_or_else(|| err(file, format!("`{key}` is not a list of strings"))),
+        Some(v) => Err(err(
+            file,
+            format!("`{key}` is a {}, not a list", v.type_name()),
+        )),
+    }
+}
+
+fn err(file: &GgufFile, reason: String) -> KpgError {
+    KpgError::Gguf {
+        path: file.path.clone(),
+        reason,
+    }
+}
+
+/// The file's tokenizer; None when it has none (`tokenizer.ggml.tokens` absent).
+pub fn build(file: &GgufFile) -> Result<Option<Tokenizer>> {
+    let h = &file.header;
+    let Some(tokens) = strings(file, "tokenizer.ggml.tokens")? else {
+        return Ok(None);
+    };
+    let model = h
+        .get("tokenizer.ggml.model")
+        .and_then(Value::as_str)
+        .unwrap_or("gpt2");
+    if model != "gpt2" {
+        return Err(err(
+            file,
+            format!(
+                "tokenizer `{model}` is not supported yet (byte-level BPE, `gpt2`, is; a \
+                 SentencePiece `llama` tokenizer needs its merges derived from the scores)"
+            ),
+        ));
+    }
+    let pre_name = h
+        .get("tokenizer.ggml.pre")
+        .and_then(Value::as_str)
+        .unwrap_or("default");
+    let pre = pre_tokenizer(pre_name).ok_or_else(|| {
+        err(
+            file,
+            format!(
+                "pre-tokenizer `{pre_name}` is not supported (default, gpt2, smollm, llama-bpe)"
+            ),
+        )
+    })?;
+    let merges = strings(file, "tokenizer.ggml.merges")?.unwrap_or_default();
+    let types: Vec<u64> = match h.get("tokenizer.ggml.token_type") {
+        Some(Value::Array(items)) => items.iter().map(|v| v.as_u64().unwrap_or(1)).collect(),
+        _ => Vec::new(),
+    };
+    let vocab: serde_json::Map<String, Json> = tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.to_string(), json!(i)))
+        .collect();
+    let added: Vec<Json> = tokens
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| {
+            let kind = types.get(i).copied().unwrap_or(1);
+            (kind == CONTROL || kind == USER_DEFINED).then(|| {
+                json!({"id": i, "content": t, "single_word": false, "lstrip": false,
+                       "rstrip": false, "normalized": false, "special": kind == CONTROL})
+            })
+        })
+        .collect();
+    let flag = |key: &str| matches!(h.get(key), Some(Value::Bool(true)));
+    let token_id = |key: &str| h.get(key).and_then(Value::as_u64).map(|i| i as usize);
+    let special = |id: Option<usize>| id.and_then(|i| tokens.get(i)).map(|t| t.to_string());
+    let bos = special(token_id("tokenizer.ggml.bos_token_id"));
+    let eos = special(token_id("tokenizer.ggml.eos_token_id"));
+    let post_processor = match (flag("tokenizer.ggml.add_bos_token"), &bos) {
+        (true, Some(bos)) => {
+            let id = token_id("tokenizer.ggml.bos_token_id").unwrap_or(0);
+            let mut single = vec![
+                json!({"SpecialToken": {"id": bos, "type_id": 0}}),
+                json!({"Sequence": {"id": "A", "type_id": 0}}),
+            ];
+            let mut pair = single.clone();
+            pair.push(json!({"Sequence": {"id": "B", "type_id": 1}}));
+            if let (true, Some(eos)) = (flag("tokenizer.ggml.add_eos_token"), &eos) {
+                single.push(json!({"SpecialToken": {"id": eos, "type_id": 0}}));
+            }
+            let mut specials = serde_json::Map::new();
+            specials.insert(
+                bos.clone(),
+                json!({"id": bos, "ids": [id], "tokens": [bos]}),
+            );
+            if let (true, Some(eos)) = (flag("tokenizer.ggml.add_eos_token"), &eos) {
+                let eid = token_id("tokenizer.ggml.eos_token_id").unwrap_or(0);
+                specials.insert(
+                    eos.clone(),
+                    json!({"id": eos, "ids": [eid], "tokens": [eos]}),
+                );
+            }
+            json!({"type": "TemplateProcessing", "single": single, "pair": pair,
+                   "special_tokens": specials})
+        }
+        _ => json!({"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": false,
+                    "use_regex": true}),
+    };
+    let tokenizer = json!({
+        "version": "1.0",
+        "truncation": null,
+        "padding": null,
+        "added_tokens": added,
+        "normalizer": null,
+        "pre_tokenizer": pre,
+        "post_processor": post_processor,
+        "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true,
+                    "use_regex": true},
+        "model": {"type": "BPE", "dropout": null, "unk_token": null,
+                  "continuing_subword_prefix": null, "end_of_word_suffix": null,
+                  "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
+                  "vocab": vocab, "merges": merges},
+    });
+    Tokenizer::from_json(&tokenizer.to_string(), &file.path).map(Some)
+}
