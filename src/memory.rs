@@ -4,12 +4,16 @@
 
 use crate::error::{KpgError, Result};
 
-/// The machine's physical memory in bytes, where the OS says (`/proc/meminfo` on Linux).
+/// The memory this process may use, in bytes, where the OS says: the machine's physical memory
+/// (`/proc/meminfo`), or a container's limit (cgroup v2 `memory.max`) when lower.
 pub fn physical_bytes() -> Option<u128> {
     let info = std::fs::read_to_string("/proc/meminfo").ok()?;
     let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
     let kib: u128 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
+    let limit = std::fs::read_to_string("/sys/fs/cgroup/memory.max")
+        .ok()
+        .and_then(|s| s.trim().parse::<u128>().ok());
+    Some(limit.map_or(kib * 1024, |l| l.min(kib * 1024)))
 }
 
 /// `bytes` as "12.3 GiB".
