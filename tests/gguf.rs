@@ -181,3 +181,26 @@ fn gguf_headers_print_and_damaged_files_are_named() {
         );
     }
 }
+
+/// A SentencePiece GGUF vocabulary (LLaMA 1/2 style: "▁" pieces with scores, byte fallback, BOS
+/// added) tokenises as llama.cpp tokenises it (`tools/make_spm_fixtures.py`).
+#[test]
+fn a_sentencepiece_vocabulary_gives_llama_cpp_ids() {
+    let dir = common::fixtures().join("gguf");
+    let model = dir.join("spm-vocab.gguf");
+    let fixture: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("spm-tokens.json")).unwrap())
+            .unwrap();
+    for case in fixture["cases"].as_array().unwrap() {
+        let text = case["text"].as_str().unwrap();
+        let got = stdout_json(&kpg(&[
+            "debug",
+            "tokenize",
+            "--model",
+            model.to_str().unwrap(),
+            "--text",
+            text,
+        ]));
+        assert_eq!(got["ids"], case["ids"], "{text:?}");
+    }
+}
