@@ -4,6 +4,7 @@
 //! and two-way label choices (`program`), run for many documents at once over the paged KV cache
 //! (`scheduler`).
 
+pub mod chat;
 pub mod config;
 pub mod document;
 pub mod program;
