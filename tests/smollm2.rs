@@ -167,3 +167,56 @@ fn logits_and_greedy_text_agree_with_llama_cpp() {
     ]);
     assert_eq!(ids_of(&out[0]["ids"]), ids_of(&f["greedy"]));
 }
+
+/// An instruct model's selector prompt is wrapped in its chat template (SmolLM2's, from the GGUF),
+/// and the ids fed are exactly those of the whole rendered prompt, composed here by hand.
+#[test]
+fn the_selector_prompt_is_the_chat_template_around_the_question() {
+    use kpg::select::document::{Candidate, SelectDocument};
+    use kpg::select::{CandidateOrder, SelectMode, Selector};
+    let Some(model) = model() else { return };
+    let selector = Selector::load(&model).unwrap();
+    let chat = selector
+        .config
+        .chat
+        .clone()
+        .expect("an instruct model is wrapped by default");
+    assert!(
+        chat.head.starts_with("<|im_start|>system\n"),
+        "{:?}",
+        chat.head
+    );
+    assert!(chat.head.ends_with("<|im_start|>user\n"), "{:?}", chat.head);
+    assert_eq!(chat.tail, "<|im_end|>\n<|im_start|>assistant\n");
+    let doc = SelectDocument {
+        id: "d".into(),
+        title: "Sets of keyphrases".into(),
+        abstract_: "We generate keyphrases in parallel.\n\nThen select them.".into(),
+        candidates: ["keyphrase sets", "parallel generation"]
+            .iter()
+            .map(|p| Candidate {
+                phrase: p.to_string(),
+                score: 1.0,
+            })
+            .collect(),
+    };
+    let c = &selector.config;
+    let text = format!(
+        "{}{}Title: {}\nAbstract: {}\n\nCandidates:\n1. keyphrase sets\n2. parallel generation\n{}\nAnswer: T T",
+        chat.head, c.instruction, doc.title, doc.abstract_, chat.tail
+    );
+    let want = selector
+        .model
+        .tokenizer
+        .as_ref()
+        .unwrap()
+        .encode(&text, true)
+        .unwrap();
+    let (_, group) = selector
+        .group(&doc, CandidateOrder::Given, SelectMode::Sequence, true)
+        .unwrap();
+    assert!(group.shares_root);
+    let mut got = selector.root_tokens().to_vec();
+    got.extend(&group.members[0].tokens);
+    assert_eq!(got, want);
+}

@@ -201,6 +201,29 @@ fn sentencepiece(file: &GgufFile, tokens: &[&str]) -> Result<Tokenizer> {
     Tokenizer::from_json(&tokenizer.to_string(), &file.path)
 }
 
+/// `tokenizer.chat_template`, with the BOS and EOS tokens' text; None without a template.
+pub fn chat_template(file: &GgufFile) -> Option<crate::select::chat::ChatTemplate> {
+    let h = &file.header;
+    let source = h.get("tokenizer.chat_template")?.as_str()?.to_string();
+    let tokens = match h.get("tokenizer.ggml.tokens") {
+        Some(Value::Array(items)) => items,
+        _ => return None,
+    };
+    let text = |key: &str| {
+        h.get(key)
+            .and_then(Value::as_u64)
+            .and_then(|i| tokens.get(i as usize))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    Some(crate::select::chat::ChatTemplate {
+        source,
+        bos_token: text("tokenizer.ggml.bos_token_id"),
+        eos_token: text("tokenizer.ggml.eos_token_id"),
+    })
+}
+
 /// The file's tokenizer; None when it has none (`tokenizer.ggml.tokens` absent).
 pub fn build(file: &GgufFile) -> Result<Option<Tokenizer>> {
     let h = &file.header;

@@ -38,6 +38,8 @@ pub struct Llama {
     pub dir: PathBuf,
     /// `tokenizer.json`, when the directory has one (the debug commands work on ids alone).
     pub tokenizer: Option<Tokenizer>,
+    /// The chat template of `tokenizer_config.json` or the GGUF metadata, when there is one.
+    pub chat_template: Option<crate::select::chat::ChatTemplate>,
     files: WeightFiles,
     embed: TensorRef, // [vocab, hidden]
     layers: Vec<LlamaLayer>,
@@ -172,12 +174,13 @@ impl Llama {
     /// A Hugging Face directory (`config.json`, safetensors, `tokenizer.json`), or a GGUF file
     /// (config, weights dequantized to f32, and tokenizer, all from the file).
     fn load_host(dir: &Path) -> Result<Self> {
-        let (config, files, tokenizer) = if crate::gguf::is_gguf(dir) {
+        let (config, files, tokenizer, chat_template) = if crate::gguf::is_gguf(dir) {
             let file = crate::gguf::GgufFile::open(dir)?;
             let config = crate::gguf::llama::config(&file)?;
             let files = crate::gguf::llama::weights(&file, &config)?;
             let tokenizer = crate::gguf::tokenizer::build(&file)?;
-            (config, files, tokenizer)
+            let chat_template = crate::gguf::tokenizer::chat_template(&file);
+            (config, files, tokenizer, chat_template)
         } else {
             if !dir.is_dir() {
                 return Err(KpgError::MissingFile {
@@ -192,7 +195,8 @@ impl Llama {
             } else {
                 None
             };
-            (config, files, tokenizer)
+            let chat_template = crate::select::chat::ChatTemplate::from_dir(dir)?;
+            (config, files, tokenizer, chat_template)
         };
         let c = &config;
         let (hidden, inter) = (c.hidden_size, c.intermediate_size);
@@ -251,6 +255,7 @@ impl Llama {
             config,
             dir: dir.to_path_buf(),
             tokenizer,
+            chat_template,
             files,
             embed,
             layers,

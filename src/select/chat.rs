@@ -31,7 +31,7 @@ pub struct Message {
 }
 
 /// The text around a user message, and before the assistant's answer.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChatWrap {
     pub head: String,
     pub tail: String,

@@ -20,6 +20,19 @@ pub enum AnswerFormat {
     Interleaved,
 }
 
+/// Whether the prompt is wrapped in the model's chat template (`chat_template`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChatMode {
+    /// Wrapped when the model has a chat template (instruct models do), plain otherwise.
+    #[default]
+    Auto,
+    /// Always wrapped: a model without a template is an error at load.
+    On,
+    /// Never wrapped.
+    Off,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Labels {
     #[serde(rename = "true")]
@@ -48,6 +61,13 @@ pub struct SelectorConfig {
     /// The `rerank` baseline: instruction and document as above, then this query per candidate,
     /// each candidate scored on its own; must end with `{label}`.
     pub rerank_query: String,
+    /// Whether the prompt is wrapped in the model's chat template: the instruction, document and
+    /// candidates (or rerank query) as the user's message, the answer as the assistant's.
+    #[serde(default)]
+    pub chat_template: ChatMode,
+    /// The template's text around the user message, when the prompt is wrapped (set at load).
+    #[serde(skip)]
+    pub chat: Option<super::chat::ChatWrap>,
 }
 
 impl Default for SelectorConfig {
@@ -80,7 +100,23 @@ impl SelectorConfig {
             },
             rerank_query: "Candidate: {phrase}\nIs it a keyphrase of the document? Answer: {label}"
                 .into(),
+            chat_template: ChatMode::Auto,
+            chat: None,
         }
+    }
+
+    /// The text every prompt starts with: the chat template's head, when wrapped, and the
+    /// instruction.
+    pub fn prompt_start(&self) -> String {
+        match &self.chat {
+            Some(chat) => format!("{}{}", chat.head, self.instruction),
+            None => self.instruction.clone(),
+        }
+    }
+
+    /// The text between the question and the answer: the chat template's tail, when wrapped.
+    pub fn answer_start(&self) -> &str {
+        self.chat.as_ref().map_or("", |c| c.tail.as_str())
     }
 
     /// Reads `dir/kpg_selector.json`; a LLaMA directory without one gets the default template.

@@ -13,7 +13,7 @@ pub mod scheduler;
 
 use std::path::Path;
 
-use config::SelectorConfig;
+use config::{ChatMode, SelectorConfig};
 use document::{Candidate, ScoredCandidate, SelectDocument, Selection};
 use program::{rerank_program, rerank_prompt, selection_program, Program};
 use scheduler::{Decisions, Group};
@@ -89,7 +89,22 @@ impl Selector {
     /// Loads the selector with its model on `device` (`Llama::load_on`).
     pub fn load_on(dir: &Path, device: DeviceKind) -> Result<Self> {
         let model = Llama::load_on(dir, device)?;
-        let config = SelectorConfig::from_dir(dir)?;
+        let mut config = SelectorConfig::from_dir(dir)?;
+        config.chat = match (config.chat_template, &model.chat_template) {
+            (ChatMode::Off, _) | (ChatMode::Auto, None) => None,
+            (_, Some(template)) => Some(template.wrap().map_err(|e| KpgError::Tokenizer {
+                path: dir.to_path_buf(),
+                reason: e.to_string(),
+            })?),
+            (ChatMode::On, None) => {
+                return Err(KpgError::config(
+                    dir.join(config::SELECTOR_FILE),
+                    "chat_template",
+                    "is \"on\", but the model has no chat template (tokenizer_config.json's \
+                     `chat_template`, chat_template.jinja, or GGUF `tokenizer.chat_template`)",
+                ))
+            }
+        };
         let tok = model
             .tokenizer
             .as_ref()
@@ -100,7 +115,7 @@ impl Selector {
             path: tok.path().to_path_buf(),
             reason: format!("cannot run the selection template: {e}"),
         })?;
-        let root = stable_prefix(tok, &config.instruction)?;
+        let root = stable_prefix(tok, &config.prompt_start())?;
         let max_text_bytes = model
             .config
             .max_position_embeddings

@@ -47,8 +47,7 @@ fn render_selection(
     phrases: &[&str],
     label: &str,
 ) -> Rendered {
-    let mut text = String::new();
-    text.push_str(&config.instruction);
+    let mut text = config.prompt_start();
     render(
         &config.document,
         &[("title", title), ("abstract", abstract_)],
@@ -63,6 +62,7 @@ fn render_selection(
             &mut text,
         );
     }
+    text.push_str(config.answer_start());
     text.push_str(&config.answer_prefix);
     let mut label_spans = Vec::with_capacity(phrases.len());
     for (i, phrase) in phrases.iter().enumerate() {
@@ -72,6 +72,7 @@ fn render_selection(
             &n,
             phrase,
             label,
+            "",
             &mut text,
             &mut label_spans,
         );
@@ -79,17 +80,20 @@ fn render_selection(
     Rendered { text, label_spans }
 }
 
-/// Renders `item` with its label, recording where the label landed.
+/// Renders `item` with its label, recording where the label landed; `answer_start` (the chat
+/// template's assistant header, for a rerank query) goes right before the label.
 fn push_item(
     item: &str,
     n: &str,
     phrase: &str,
     label: &str,
+    answer_start: &str,
     text: &mut String,
     spans: &mut Vec<Range<usize>>,
 ) {
     let (before, after) = item.split_once("{label}").expect("validated: one {label}");
     render(before, &[("n", n), ("phrase", phrase)], text);
+    text.push_str(answer_start);
     let start = text.len();
     text.push_str(label);
     spans.push(start..text.len());
@@ -98,7 +102,7 @@ fn push_item(
 
 /// The document part shared by the rerank queries of one document (instruction included).
 pub fn rerank_prompt(config: &SelectorConfig, title: &str, abstract_: &str) -> String {
-    let mut text = config.instruction.clone();
+    let mut text = config.prompt_start();
     render(
         &config.document,
         &[("title", title), ("abstract", abstract_)],
@@ -115,6 +119,7 @@ fn render_rerank(config: &SelectorConfig, prompt: &str, phrase: &str, label: &st
         "1",
         phrase,
         label,
+        config.answer_start(),
         &mut text,
         &mut label_spans,
     );
