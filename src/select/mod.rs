@@ -92,10 +92,25 @@ impl Selector {
         let mut config = SelectorConfig::from_dir(dir)?;
         config.chat = match (config.chat_template, &model.chat_template) {
             (ChatMode::Off, _) | (ChatMode::Auto, None) => None,
-            (_, Some(template)) => Some(template.wrap().map_err(|e| KpgError::Tokenizer {
-                path: dir.to_path_buf(),
-                reason: e.to_string(),
-            })?),
+            (ChatMode::On, Some(template)) => {
+                Some(template.wrap().map_err(|e| KpgError::Tokenizer {
+                    path: dir.to_path_buf(),
+                    reason: e.to_string(),
+                })?)
+            }
+            // Asked for nothing in particular: a template that cannot wrap one user message
+            // (one that demands a system turn first, say) leaves the prompt plain, with a note.
+            (ChatMode::Auto, Some(template)) => match template.wrap() {
+                Ok(wrap) => Some(wrap),
+                Err(e) => {
+                    eprintln!(
+                        "kpg: {}: {e}; the selector prompt is used without it (set \
+                         \"chat_template\" in kpg_selector.json to silence this)",
+                        dir.display()
+                    );
+                    None
+                }
+            },
             (ChatMode::On, None) => {
                 return Err(KpgError::config(
                     dir.join(config::SELECTOR_FILE),
