@@ -112,6 +112,22 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// `kpg tag` with `gen` and no ranker over `input`, into `output` when given.
+fn tag_args<'a>(gen: &'a Path, input: &'a Path, output: Option<&'a Path>) -> Vec<&'a str> {
+    let mut args = vec![
+        "tag",
+        "--generator",
+        s(gen),
+        "--no-ranker",
+        "--input",
+        s(input),
+    ];
+    if let Some(out) = output {
+        args.extend(["--output", s(out)]);
+    }
+    args
+}
+
 fn synth(arch: &str, dir: &Path, seed: &str) -> PathBuf {
     kpg(&[
         "synth",
@@ -208,16 +224,7 @@ fn a_second_run_on_the_same_output_is_refused_and_told_who_writes_it() {
     let input = tmp.path().join("in.jsonl");
     std::fs::write(&input, corpus(20_000)).unwrap();
     let output = tmp.path().join("out.jsonl");
-    let args = [
-        "tag",
-        "--generator",
-        s(&gen),
-        "--no-ranker",
-        "--input",
-        s(&input),
-        "--output",
-        s(&output),
-    ];
+    let args = tag_args(&gen, &input, Some(&output));
     let mut first = spawn(&args);
     let start = Instant::now();
     while std::fs::read(&output).map_or(0, |b| b.len()) == 0 {
@@ -325,17 +332,9 @@ fn resume_compares_ids_by_their_json_text_null_included() {
     let input = tmp.path().join("in.jsonl");
     let output = tmp.path().join("out.jsonl");
     let run = || {
-        kpg(&[
-            "tag",
-            "--generator",
-            s(&gen),
-            "--no-ranker",
-            "--input",
-            s(&input),
-            "--output",
-            s(&output),
-            "--resume",
-        ])
+        let mut args = tag_args(&gen, &input, Some(&output));
+        args.push("--resume");
+        kpg(&args)
     };
     std::fs::write(&input, &a).unwrap();
     let first = run();
@@ -648,14 +647,7 @@ fn small_cases_agree() {
     // A byte-order mark before the first record is not part of it.
     let input = tmp.path().join("bom.jsonl");
     std::fs::write(&input, format!("\u{FEFF}{}", corpus(2))).unwrap();
-    let run = kpg(&[
-        "tag",
-        "--generator",
-        s(&gen),
-        "--no-ranker",
-        "--input",
-        s(&input),
-    ]);
+    let run = kpg(&tag_args(&gen, &input, None));
     run.succeeds();
     assert_eq!(run.lines()[0]["id"], json!("d0"));
     // `generate` rejects the empty documents `tag` rejects.
@@ -696,17 +688,8 @@ fn small_cases_agree() {
     let out = tmp.path().join("out.jsonl");
     let input = tmp.path().join("in.jsonl");
     std::fs::write(&input, corpus(6)).unwrap();
-    let args = [
-        "tag",
-        "--generator",
-        s(&gen),
-        "--no-ranker",
-        "--input",
-        s(&input),
-        "--output",
-        s(&out),
-        "--resume",
-    ];
+    let mut args = tag_args(&gen, &input, Some(&out));
+    args.push("--resume");
     kpg(&args).succeeds();
     let text = std::fs::read_to_string(&out).unwrap();
     let keep: String = text.lines().take(2).map(|l| format!("{l}\n")).collect();

@@ -65,6 +65,15 @@ fn err(file: &GgufFile, reason: String) -> KpgError {
     }
 }
 
+/// Token text to id.
+fn vocab_map(tokens: &[&str]) -> serde_json::Map<String, Json> {
+    tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.to_string(), json!(i)))
+        .collect()
+}
+
 /// `tokenizer.ggml.token_type` of each token (normal when absent).
 fn token_types(file: &GgufFile) -> Vec<u64> {
     match file.header.get("tokenizer.ggml.token_type") {
@@ -154,11 +163,7 @@ fn sentencepiece(file: &GgufFile, tokens: &[&str]) -> Result<Tokenizer> {
         merges.extend(local.into_iter().map(|(_, _, m)| (scores[i], m)));
     }
     merges.sort_by(|a, b| b.0.total_cmp(&a.0));
-    let vocab: serde_json::Map<String, Json> = tokens
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (t.to_string(), json!(i)))
-        .collect();
+    let vocab = vocab_map(tokens);
     let flag = |key: &str, default: bool| match h.get(key) {
         Some(Value::Bool(b)) => *b,
         _ => default,
@@ -259,66 +264,27 @@ pub fn build(file: &GgufFile) -> Result<Option<Tokenizer>> {
         )
     })?;
     let merges = strings(file, "tokenizer.ggml.merges")?.unwrap_or_default();
-    let types: Vec<u64> = match h.get("tokenizer.ggml.token_type") {
-        Some(Value::Array(items)) => items.iter().map(|v| v.as_u64().unwrap_or(1)).collect(),
-        _ => Vec::new(),
-    };
-    let vocab: serde_json::Map<String, Json> = tokens
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (t.to_string(), json!(i)))
-        .collect();
-    let added: Vec<Json> = tokens
-        .iter()
-        .enumerate()
-        .filter_map(|(i, t)| {
-            let kind = types.get(i).copied().unwrap_or(1);
-            (kind == CONTROL || kind == USER_DEFINED).then(|| {
-                json!({"id": i, "content": t, "single_word": false, "lstrip": false,
-                       "rstrip": false, "normalized": false, "special": kind == CONTROL})
-            })
-        })
-        .collect();
-    let flag = |key: &str| matches!(h.get(key), Some(Value::Bool(true)));
-    let token_id = |key: &str| h.get(key).and_then(Value::as_u64).map(|i| i as usize);
-    let special = |id: Option<usize>| id.and_then(|i| tokens.get(i)).map(|t| t.to_string());
-    let bos = special(token_id("tokenizer.ggml.bos_token_id"));
-    let eos = special(token_id("tokenizer.ggml.eos_token_id"));
-    let post_processor = match (flag("tokenizer.ggml.add_bos_token"), &bos) {
-        (true, Some(bos)) => {
-            let id = token_id("tokenizer.ggml.bos_token_id").unwrap_or(0);
-            let mut single = vec![
-                json!({"SpecialToken": {"id": bos, "type_id": 0}}),
-                json!({"Sequence": {"id": "A", "type_id": 0}}),
-            ];
-            let mut pair = single.clone();
-            pair.push(json!({"Sequence": {"id": "B", "type_id": 1}}));
-            if let (true, Some(eos)) = (flag("tokenizer.ggml.add_eos_token"), &eos) {
-                single.push(json!({"SpecialToken": {"id": eos, "type_id": 0}}));
-            }
-            let mut specials = serde_json::Map::new();
-            specials.insert(
-                bos.clone(),
-                json!({"id": bos, "ids": [id], "tokens": [bos]}),
-            );
-            if let (true, Some(eos)) = (flag("tokenizer.ggml.add_eos_token"), &eos) {
-                let eid = token_id("tokenizer.ggml.eos_token_id").unwrap_or(0);
-                specials.insert(
-                    eos.clone(),
-                    json!({"id": eos, "ids": [eid], "tokens": [eos]}),
-                );
-            }
-            json!({"type": "TemplateProcessing", "single": single, "pair": pair,
-                   "special_tokens": specials})
-        }
-        _ => json!({"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": false,
-                    "use_regex": true}),
+    let types = token_types(file);
+    let vocab = vocab_map(&tokens);
+    let add_bos = matches!(
+        h.get("tokenizer.ggml.add_bos_token"),
+        Some(Value::Bool(true))
+    );
+    let add_eos = matches!(
+        h.get("tokenizer.ggml.add_eos_token"),
+        Some(Value::Bool(true))
+    );
+    let post_processor = if add_bos || add_eos {
+        template_processing(file, &tokens, add_bos, add_eos)
+    } else {
+        json!({"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": false,
+               "use_regex": true})
     };
     let tokenizer = json!({
         "version": "1.0",
         "truncation": null,
         "padding": null,
-        "added_tokens": added,
+        "added_tokens": added_tokens(&tokens, &types),
         "normalizer": null,
         "pre_tokenizer": pre,
         "post_processor": post_processor,
