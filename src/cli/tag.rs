@@ -146,10 +146,15 @@ pub fn tag(args: TagArgs) -> Result<i32> {
             let mut meta = Vec::with_capacity(batch_docs);
             let mut items = Vec::with_capacity(batch_docs);
             for (line_no, line) in records {
-                let id = line.as_ref().ok().and_then(|l| record_id(l));
-                items.push(Item::from_result(
-                    line.and_then(|l| parse_record(&l, line_no)),
-                ));
+                // The id for an error line: the parsed record's, else whatever is readable.
+                let (id, doc) = match line {
+                    Ok(l) => match parse_record(&l, line_no) {
+                        Ok(doc) => (Some(doc.id.clone()), Ok(doc)),
+                        Err(e) => (record_id(&l), Err(e)),
+                    },
+                    Err(e) => (None, Err(e)),
+                };
+                items.push(Item::from_result(doc));
                 meta.push((line_no, id));
                 if items.len() == batch_docs {
                     let batch = Batch {

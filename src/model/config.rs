@@ -124,7 +124,6 @@ impl LlamaConfig {
         }
 
         let rope = parse_rope(&f)?;
-        check_rope(&rope, &f)?;
         let eos_token_ids = token_ids(obj, "eos_token_id", path)?.unwrap_or_default();
         let bos_token_id = token_ids(obj, "bos_token_id", path)?.and_then(|v| v.first().copied());
 
@@ -236,14 +235,30 @@ fn parse_rope(f: &Fields) -> Result<RopeConfig> {
                 .ok_or_else(|| f.err(&sub(key), "must be a number")),
         }
     };
+    // Every scaling value divides or scales frequencies: it must be a positive number.
     let req = |m: &Map<String, Value>, key: &str| -> Result<f64> {
-        num(m, key)?.ok_or_else(|| f.err(&sub(key), "missing"))
+        let v = num(m, key)?.ok_or_else(|| f.err(&sub(key), "missing"))?;
+        if v > 0.0 && v.is_finite() {
+            Ok(v)
+        } else {
+            Err(f.err(&sub(key), format!("must be a positive number, got {v:?}")))
+        }
     };
 
-    let theta = match params.map(|m| num(m, "rope_theta")).transpose()?.flatten() {
-        Some(t) => t,
-        None => f.opt_f64("rope_theta")?.unwrap_or(10_000.0),
+    let (theta, theta_field) = match params.map(|m| num(m, "rope_theta")).transpose()?.flatten() {
+        Some(t) => (t, sub("rope_theta")),
+        None => (
+            f.opt_f64("rope_theta")?.unwrap_or(10_000.0),
+            "rope_theta".to_string(),
+        ),
     };
+    // The frequencies are theta^(-2i/d): theta at or below 1 gives no rotation or infinities.
+    if !(theta > 1.0 && theta.is_finite()) {
+        return Err(f.err(
+            &theta_field,
+            format!("must be a number above 1, got {theta:?}"),
+        ));
+    }
     let Some(m) = params else {
         return Ok(RopeConfig {
             theta,
@@ -294,47 +309,6 @@ fn positive_f32(f: &Fields, key: &str, default: f64) -> Result<f32> {
         return Err(f.err(key, format!("must be a positive number, got {v:?}")));
     }
     Ok(as_f32)
-}
-
-/// RoPE values that give finite angles: theta above 1 (the frequencies are theta^(-2i/d)), scaling
-/// factors positive.
-fn check_rope(rope: &RopeConfig, f: &Fields) -> Result<()> {
-    let field = if f.obj.get("rope_parameters").is_some_and(|p| !p.is_null()) {
-        "rope_parameters.rope_theta"
-    } else {
-        "rope_theta"
-    };
-    if !(rope.theta > 1.0 && rope.theta.is_finite()) {
-        return Err(f.err(
-            field,
-            format!("must be a number above 1, got {:?}", rope.theta),
-        ));
-    }
-    let positive = |name: &str, v: f64| -> Result<()> {
-        if v > 0.0 && v.is_finite() {
-            Ok(())
-        } else {
-            Err(f.err(name, format!("must be a positive number, got {v:?}")))
-        }
-    };
-    match rope.scaling {
-        RopeScaling::None => Ok(()),
-        RopeScaling::Linear { factor } => positive("rope_scaling.factor", factor),
-        RopeScaling::Llama3 {
-            factor,
-            low_freq_factor,
-            high_freq_factor,
-            original_max_position_embeddings,
-        } => {
-            positive("rope_scaling.factor", factor)?;
-            positive("rope_scaling.low_freq_factor", low_freq_factor)?;
-            positive("rope_scaling.high_freq_factor", high_freq_factor)?;
-            positive(
-                "rope_scaling.original_max_position_embeddings",
-                original_max_position_embeddings,
-            )
-        }
-    }
 }
 
 pub(crate) fn read_json(path: &Path) -> Result<Value> {

@@ -72,8 +72,8 @@ where
         for (line_no, line) in lines.by_ref().take(batch_docs) {
             let mut id = None;
             let doc = line.and_then(|line| {
-                id = record_id(&line);
-                let d = parse_document(&line, line_no)?;
+                let d = parse_document(&line, line_no).inspect_err(|_| id = record_id(&line))?;
+                id = Some(d.id.clone());
                 check_fields(&d.id, &d.title, &d.abstract_text)
                     .map_err(|e| KpgError::InvalidArgument(format!("line {line_no}: {e}")))?;
                 Ok(generator.prepare(&d.title, &d.abstract_text))

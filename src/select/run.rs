@@ -70,8 +70,11 @@ where
             order: Vec::new(),
         };
         let group = line.and_then(|line| {
-            payload.id = record_id(&line);
-            let doc = parse_document(&line, line_no)?;
+            // The id for an error line: the parsed record's, else whatever of it is readable.
+            let doc = parse_document(&line, line_no).inspect_err(|_| {
+                payload.id = record_id(&line);
+            })?;
+            payload.id = Some(doc.id.clone());
             let (order, group) = selector.group(&doc, opts.order, opts.mode, share)?;
             let limit = selector.model.config.max_position_embeddings;
             let needed = scheduler_len(&group, selector.root_tokens().len());
