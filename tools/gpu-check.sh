@@ -17,6 +17,8 @@
 # rest still run; the exit status is 1 if any step failed. PARTS (default: "selftest ceilings
 # selector attention ot generate") picks parts, to split the run across a device's time limits;
 # the ceilings are measured whenever a benchmark part runs, since shares are taken against them.
+# STEP_TIMEOUT (seconds, default 600) bounds every step, so that one hang cannot eat a device's
+# whole time limit; a step stopped by it is recorded as failed ("timed out").
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,12 +38,18 @@ step() { # step NAME COMMAND...: runs COMMAND, its output to $OUT/NAME.log, reco
     local name=$1
     shift
     echo "== $name" >&2
-    local t0=$SECONDS
-    if "$@" > "$OUT/$name.log" 2>&1; then
+    local t0=$SECONDS status=0
+    if [ "$(type -t "$1")" = function ]; then # timeout runs programs: a function goes with its text
+        set -- bash -c "$(declare -f "$1"); $(printf '%q ' "$@")"
+    fi
+    timeout --kill-after=10 "${STEP_TIMEOUT:-600}" "$@" > "$OUT/$name.log" 2>&1 || status=$?
+    if [ $status -eq 0 ]; then
         echo "$name: ok ($((SECONDS - t0)) s)" >&2
     else
-        echo "$name: FAILED (exit $?, $((SECONDS - t0)) s; see $OUT/$name.log)" >&2
-        echo "$name: FAILED (see $name.log)" >> "$OUT/summary.txt"
+        local why="exit $status"
+        if [ $status -eq 124 ] || [ $status -eq 137 ]; then why="timed out after ${STEP_TIMEOUT:-600} s"; fi
+        echo "$name: FAILED ($why, $((SECONDS - t0)) s; see $OUT/$name.log)" >&2
+        echo "$name: FAILED ($why; see $name.log)" >> "$OUT/summary.txt"
         failed=1
     fi
 }
@@ -65,7 +73,7 @@ if want selftest; then
     step selftest "$KPG" selftest --device cuda
     export SELFTEST_DONE=1
     grep -E '^[0-9]+ checks' "$OUT/selftest.log" | sed 's/^/selftest: /' >> "$OUT/summary.txt"
-    grep -E ' FAIL' "$OUT/selftest.log" | sed 's/^/selftest FAIL: /' >> "$OUT/summary.txt" || true
+    grep -E ' (FAIL|SKIPPED)' "$OUT/selftest.log" | sed 's/^/selftest: /' >> "$OUT/summary.txt" || true
 fi
 
 if [[ "$PARTS" != selftest ]]; then

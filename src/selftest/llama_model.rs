@@ -16,7 +16,7 @@ use crate::select::document::{synthetic_document, to_input_line};
 use crate::select::run::{numbered, select_lines, SelectOptions};
 use crate::select::Selector;
 use crate::selftest::random::Rng;
-use crate::selftest::{compare, Check, CheckResult, BF16};
+use crate::selftest::{compare_model, Check, CheckResult, BF16, MODEL_BF16};
 
 pub fn checks() -> Vec<Check> {
     vec![
@@ -80,14 +80,14 @@ fn forward_check(_dev: &CudaDevice) -> Result<Vec<CheckResult>> {
         let want = teacher_forced_logits(&cpu, &ids, &layouts[0])?;
         for opts in &layouts {
             let got = teacher_forced_logits(&gpu, &ids, opts)?;
-            rows.push(compare(
+            rows.push(compare_model(
                 format!(
                     "llama {dtype} logits, chunk {} block {}",
                     opts.prefill_chunk, opts.block_size
                 ),
                 &got,
                 &want,
-                BF16,
+                MODEL_BF16,
             ));
         }
         let prompts: Vec<Vec<u32>> = [1usize, 17, 200]
@@ -185,10 +185,12 @@ fn golden_check(_dev: &CudaDevice) -> Result<Vec<CheckResult>> {
         .unwrap_or_else(|| PathBuf::from("tests/fixtures"))
         .join("llama");
     let Ok(entries) = std::fs::read_dir(&root) else {
-        return Ok(vec![CheckResult::exact(
-            format!("transformers fixtures (skipped: no {})", root.display()),
-            0,
-            None,
+        return Ok(vec![CheckResult::skipped(
+            "transformers fixtures",
+            format!(
+                "skipped: no {} (run from the repository root or set KPG_FIXTURES)",
+                root.display()
+            ),
         )]);
     };
     let mut dirs: Vec<PathBuf> = entries
@@ -230,7 +232,12 @@ fn golden_check(_dev: &CudaDevice) -> Result<Vec<CheckResult>> {
                 .filter_map(|v| v.as_f64().map(|x| x as f32))
                 .collect();
             let got = teacher_forced_logits(&model, &ids, &RunOptions::default())?;
-            rows.push(compare(format!("{case} seq {i} logits"), &got, &want, BF16));
+            rows.push(compare_model(
+                format!("{case} seq {i} logits"),
+                &got,
+                &want,
+                MODEL_BF16,
+            ));
         }
     }
     Ok(rows)

@@ -24,7 +24,7 @@ mod ops;
 #[cfg(feature = "cuda")]
 mod sinkhorn;
 
-pub use compare::{compare, CheckResult, Tolerance, BF16, F32};
+pub use compare::{compare, compare_model, CheckResult, ModelTolerance, Tolerance, BF16, F32, MODEL_BF16};
 
 #[cfg(feature = "cuda")]
 use crate::backend::cuda::CudaDevice;
@@ -96,7 +96,13 @@ pub fn table_row(r: &CheckResult) -> String {
         r.max_abs,
         r.worst_ratio,
         r.whole_rel,
-        if r.passed { "ok" } else { "FAIL" },
+        if r.skipped {
+            "SKIPPED"
+        } else if r.passed {
+            "ok"
+        } else {
+            "FAIL"
+        },
         if r.detail.is_empty() || r.passed {
             String::new()
         } else {
