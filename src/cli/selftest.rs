@@ -39,7 +39,12 @@ fn run_cuda(args: &SelftestArgs) -> Result<i32> {
     });
     let skipped = rows.iter().filter(|r| r.skipped).count();
     let failed = rows.iter().filter(|r| !r.passed).count() - skipped;
-    println!("{} checks, {} failed, {} skipped", rows.len(), failed, skipped);
+    println!(
+        "{} checks, {} failed, {} skipped",
+        rows.len(),
+        failed,
+        skipped
+    );
     if skipped > 0 {
         eprintln!(
             "kpg selftest: {skipped} check{} SKIPPED (see the SKIPPED rows): the selftest is not a pass",

@@ -24,7 +24,9 @@ mod ops;
 #[cfg(feature = "cuda")]
 mod sinkhorn;
 
-pub use compare::{compare, compare_model, CheckResult, ModelTolerance, Tolerance, BF16, F32, MODEL_BF16};
+pub use compare::{
+    compare, compare_model, CheckResult, ModelTolerance, Tolerance, BF16, F32, MODEL_BF16,
+};
 
 #[cfg(feature = "cuda")]
 use crate::backend::cuda::CudaDevice;
