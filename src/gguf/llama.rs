@@ -1,6 +1,8 @@
 //! A llama-architecture GGUF file as kpg's LLaMA model: the config from the metadata, the tensors
-//! renamed to the Hugging Face names and dequantized to f32 (the exact path; quantized compute is
-//! not built yet), and the query and key projections put back in the Hugging Face row order.
+//! renamed to the Hugging Face names, and the query and key projections put back in the Hugging
+//! Face row order. The weights stay in their ggml blocks in the file's memory map (compute works on
+//! the blocks: `backend::cpu::quant`), or, with [`WeightMode::F32`], are dequantized to f32 at load
+//! (the exact path, for comparison with an f32 reference).
 //!
 //! llama.cpp's converter (`convert_hf_to_gguf.py`, `LlamaModel.permute`) reorders the rows of
 //! every head of `q_proj` and `k_proj` so that ggml's RoPE, which rotates adjacent pairs, computes
@@ -8,15 +10,42 @@
 //! {0, 1}) is stored as row `2j + i`. Loading undoes it.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use serde_json::json;
 
 use super::dequant::{dequantize, supported};
 use super::header::{Header, TensorInfo, Value};
+use super::types::GgmlType;
 use super::GgufFile;
 use crate::error::{KpgError, Result};
 use crate::model::config::LlamaConfig;
-use crate::model::weights::WeightFiles;
+use crate::model::weights::{DType, TensorRef, WeightFiles};
+
+/// How a GGUF file's quantized weights are held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WeightMode {
+    /// In their blocks, in the memory map: resident memory about the file's size.
+    Quantized,
+    /// Dequantized to f32 at load: exact against an f32 reference, four to eight times the memory.
+    F32,
+}
+
+static DEQUANTIZE: AtomicBool = AtomicBool::new(false);
+
+/// Sets how this process loads GGUF weights from now on (the CLI's `--gguf-weights`).
+pub fn set_weight_mode(mode: WeightMode) {
+    DEQUANTIZE.store(mode == WeightMode::F32, Ordering::Relaxed);
+}
+
+pub fn weight_mode() -> WeightMode {
+    if DEQUANTIZE.load(Ordering::Relaxed) {
+        WeightMode::F32
+    } else {
+        WeightMode::Quantized
+    }
+}
 
 fn gguf_err(path: &Path, reason: impl Into<String>) -> KpgError {
     KpgError::Gguf {
@@ -165,11 +194,10 @@ fn hf_name(name: &str) -> Option<String> {
     Some(format!("model.layers.{layer}.{hf}"))
 }
 
-/// Every tensor of the file, renamed, dequantized to f32 and (q, k) put back in HF row order.
-pub fn weights(file: &GgufFile, config: &LlamaConfig) -> Result<WeightFiles> {
+/// Every tensor of the file, renamed, (q, k) put back in HF row order, held as `mode` says.
+pub fn weights(file: &Arc<GgufFile>, config: &LlamaConfig, mode: WeightMode) -> Result<WeightFiles> {
     let (h, path) = (&file.header, file.path.as_path());
     let mut tensors = Vec::new();
-    let mut total = 0usize;
     for t in &h.tensors {
         let Some(name) = hf_name(&t.name) else {
             return Err(gguf_err(
@@ -189,25 +217,6 @@ pub fn weights(file: &GgufFile, config: &LlamaConfig) -> Result<WeightFiles> {
         }
         // ggml dims run from the contiguous one; Hugging Face shapes from the outermost.
         let shape: Vec<usize> = t.dims.iter().rev().map(|&d| d as usize).collect();
-        let n: usize = shape.iter().product();
-        tensors.push((name, shape, total, t));
-        total += n;
-    }
-    crate::memory::check_fits(total as u128 * 4, || {
-        format!(
-            "{}: the weights dequantized to f32 ({total} values; quantized compute is not built \
-             yet)",
-            path.display()
-        )
-    })?;
-    let bytes = file.bytes();
-    let mut data = vec![0f32; total];
-    for (name, shape, start, t) in &tensors {
-        let n: usize = shape.iter().product();
-        let at = (h.data_offset + t.offset) as usize;
-        let src = &bytes[at..at + t.bytes as usize];
-        let out = &mut data[*start..*start + n];
-        dequantize(t.ggml_type, src, out).map_err(|e| gguf_err(path, e))?;
         let heads = if name.ends_with("self_attn.q_proj.weight") {
             Some(config.num_attention_heads)
         } else if name.ends_with("self_attn.k_proj.weight") {
@@ -215,25 +224,95 @@ pub fn weights(file: &GgufFile, config: &LlamaConfig) -> Result<WeightFiles> {
         } else {
             None
         };
+        tensors.push((name, shape, heads, t));
+    }
+    match mode {
+        WeightMode::F32 => dequantized(file, tensors),
+        WeightMode::Quantized => in_blocks(file, tensors),
+    }
+}
+
+type Entry<'a> = (String, Vec<usize>, Option<usize>, &'a TensorInfo);
+
+/// The weights in place in the map; only the permuted q and k rows are copied (whole rows of
+/// blocks, so the blocks move unchanged).
+fn in_blocks(file: &Arc<GgufFile>, tensors: Vec<Entry<'_>>) -> Result<WeightFiles> {
+    let (h, bytes) = (&file.header, file.bytes());
+    let mut owned: Vec<u8> = Vec::new();
+    let mut index = Vec::with_capacity(tensors.len());
+    for (name, shape, heads, t) in tensors {
+        let dtype = match t.ggml_type {
+            GgmlType::F32 => DType::F32,
+            GgmlType::F16 => DType::F16,
+            GgmlType::BF16 => DType::BF16,
+            q => DType::Quant(q),
+        };
+        let at = (h.data_offset + t.offset) as usize;
+        let len = t.bytes as usize;
+        let (shard, start) = match heads {
+            Some(heads) => {
+                let start = owned.len();
+                owned.extend_from_slice(&bytes[at..at + len]);
+                let rows = shape[0];
+                let row_bytes = len / rows.max(1);
+                unpermute_rows(&mut owned[start..], heads, rows / heads.max(1), row_bytes);
+                (1, start)
+            }
+            None => (0, at),
+        };
+        index.push(TensorRef {
+            name,
+            shard,
+            start,
+            end: start + len,
+            dtype,
+            shape,
+        });
+    }
+    Ok(WeightFiles::from_gguf(file.clone(), owned, index))
+}
+
+/// Every tensor dequantized to f32, in one owned buffer.
+fn dequantized(file: &GgufFile, tensors: Vec<Entry<'_>>) -> Result<WeightFiles> {
+    let (h, path) = (&file.header, file.path.as_path());
+    let total: usize = tensors
+        .iter()
+        .map(|(_, shape, _, _)| shape.iter().product::<usize>())
+        .sum();
+    crate::memory::check_fits(total as u128 * 4, || {
+        format!(
+            "{}: the weights dequantized to f32 ({total} values; without --gguf-weights f32 they \
+             stay quantized)",
+            path.display()
+        )
+    })?;
+    let bytes = file.bytes();
+    let mut data = vec![0f32; total];
+    let mut index = Vec::with_capacity(tensors.len());
+    let mut start = 0;
+    for (name, shape, heads, t) in tensors {
+        let n: usize = shape.iter().product();
+        let at = (h.data_offset + t.offset) as usize;
+        let src = &bytes[at..at + t.bytes as usize];
+        let out = &mut data[start..start + n];
+        dequantize(t.ggml_type, src, out).map_err(|e| gguf_err(path, e))?;
         if let Some(heads) = heads {
             unpermute_rows(out, heads, shape[0] / heads.max(1), shape[1]);
         }
+        index.push((name, shape, start));
+        start += n;
     }
-    let index = tensors
-        .into_iter()
-        .map(|(name, shape, start, _)| (name, shape, start))
-        .collect();
     Ok(WeightFiles::from_f32(path, data, index))
 }
 
 /// Undoes llama.cpp's per-head row interleave: stored row `2j + i` of a head is HF row
-/// `i·d/2 + j`. `w` is `[heads·d, cols]`.
-fn unpermute_rows(w: &mut [f32], heads: usize, d: usize, cols: usize) {
+/// `i·d/2 + j`. `w` is `[heads·d, cols]`: f32 values, or the bytes of rows of blocks.
+fn unpermute_rows<T: Copy + Default>(w: &mut [T], heads: usize, d: usize, cols: usize) {
     if d < 2 || heads * d * cols != w.len() {
         return; // the shape check at load names the tensor
     }
     let half = d / 2;
-    let mut head = vec![0f32; d * cols];
+    let mut head = vec![T::default(); d * cols];
     for h in 0..heads {
         let block = &mut w[h * d * cols..(h + 1) * d * cols];
         head.copy_from_slice(block);

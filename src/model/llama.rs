@@ -172,12 +172,14 @@ impl Llama {
     }
 
     /// A Hugging Face directory (`config.json`, safetensors, `tokenizer.json`), or a GGUF file
-    /// (config, weights dequantized to f32, and tokenizer, all from the file).
+    /// (config, weights in their blocks or dequantized, as `gguf::llama::weight_mode` says, and
+    /// tokenizer, all from the file).
     fn load_host(dir: &Path) -> Result<Self> {
         let (config, files, tokenizer, chat_template) = if crate::gguf::is_gguf(dir) {
-            let file = crate::gguf::GgufFile::open(dir)?;
+            let file = std::sync::Arc::new(crate::gguf::GgufFile::open(dir)?);
             let config = crate::gguf::llama::config(&file)?;
-            let files = crate::gguf::llama::weights(&file, &config)?;
+            let mode = crate::gguf::llama::weight_mode();
+            let files = crate::gguf::llama::weights(&file, &config, mode)?;
             let tokenizer = crate::gguf::tokenizer::build(&file)?;
             let chat_template = crate::gguf::tokenizer::chat_template(&file);
             (config, files, tokenizer, chat_template)
@@ -577,7 +579,7 @@ impl Llama {
         let mut pairs = std::mem::take(&mut ws.label_pairs);
         self.label_pairs(batch, ids, &mut pairs)?;
         let head = self.files.view(&self.lm_head);
-        let row_bytes = hidden * head.dtype.size();
+        let row_bytes = head.dtype.row_bytes(hidden);
         grow(&mut ws.h, hidden);
         grow(&mut ws.last, hidden);
         grow(&mut ws.logits, pairs.len());

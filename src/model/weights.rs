@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use memmap2::Mmap;
 
@@ -13,6 +14,8 @@ use super::mapped::MappedRange;
 use serde_json::Value;
 
 use crate::error::{KpgError, Result};
+use crate::gguf::types::GgmlType;
+use crate::gguf::GgufFile;
 use crate::model::config::read_json;
 
 /// Storage dtypes kpg reads; compute is f32 on the CPU backend.
@@ -21,22 +24,55 @@ pub enum DType {
     F32,
     F16,
     BF16,
+    /// A ggml block format, as a GGUF file stores it (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K,
+    /// Q6_K): a row is whole blocks of 32 or 256 elements, each with its own scale.
+    Quant(GgmlType),
 }
 
 impl DType {
+    /// Bytes per element of a float dtype. A block format has none: use [`DType::row_bytes`].
     pub fn size(self) -> usize {
         match self {
             DType::F32 => 4,
             DType::F16 | DType::BF16 => 2,
+            DType::Quant(t) => panic!("{t} stores blocks, not elements: use DType::row_bytes"),
         }
     }
 
-    /// The name used in safetensors headers.
+    /// Bytes of `cols` consecutive elements from a block boundary (a row, for a block format
+    /// whose rows are whole blocks, as GGUF requires).
+    pub fn row_bytes(self, cols: usize) -> usize {
+        match self {
+            DType::Quant(t) => {
+                let (per_block, block_bytes) = t.block();
+                cols / per_block as usize * block_bytes as usize
+            }
+            float => cols * float.size(),
+        }
+    }
+
+    pub fn is_quantized(self) -> bool {
+        matches!(self, DType::Quant(_))
+    }
+
+    /// The name used in safetensors headers (float dtypes only: kpg writes no quantized
+    /// safetensors).
     pub fn safetensors_name(self) -> &'static str {
         match self {
             DType::F32 => "F32",
             DType::F16 => "F16",
             DType::BF16 => "BF16",
+            DType::Quant(t) => panic!("{t} has no safetensors name"),
+        }
+    }
+
+    /// The name `config.json`'s `torch_dtype` uses (float dtypes only).
+    pub fn torch_name(self) -> &'static str {
+        match self {
+            DType::F32 => "float32",
+            DType::F16 => "float16",
+            DType::BF16 => "bfloat16",
+            DType::Quant(t) => panic!("{t} has no torch dtype"),
         }
     }
 
@@ -52,7 +88,10 @@ impl DType {
 
 impl std::fmt::Display for DType {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.safetensors_name())
+        match self {
+            DType::Quant(t) => write!(f, "{t}"),
+            float => f.write_str(float.safetensors_name()),
+        }
     }
 }
 
@@ -69,6 +108,22 @@ fn first_non_finite(dtype: DType, bytes: &[u8]) -> Option<usize> {
         DType::BF16 => bytes
             .chunks_exact(2)
             .position(|b| u16::from_le_bytes([b[0], b[1]]) & 0x7f80 == 0x7f80),
+        // A block's scales are f16: a NaN or infinite scale, or one that overflows in a product,
+        // shows in the dequantized values. A chunk of blocks at a time, so the scan needs no
+        // buffer the size of the tensor.
+        DType::Quant(t) => {
+            let (per_block, block_bytes) = t.block();
+            let (per_block, block_bytes) = (per_block as usize, block_bytes as usize);
+            let mut values = vec![0f32; per_block * 256];
+            for (c, chunk) in bytes.chunks(block_bytes * 256).enumerate() {
+                let values = &mut values[..chunk.len() / block_bytes * per_block];
+                crate::gguf::dequant::dequantize(t, chunk, values).ok()?;
+                if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+                    return Some(c * per_block * 256 + i);
+                }
+            }
+            None
+        }
     }
 }
 
@@ -106,6 +161,15 @@ impl WeightView<'_> {
             _ => (self.shape[0], self.shape[1..].iter().product()),
         }
     }
+
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// Bytes of one row (see [`DType::row_bytes`]).
+    pub fn row_bytes(&self) -> usize {
+        self.dtype.row_bytes(self.rows_cols().1)
+    }
 }
 
 struct Shard {
@@ -120,6 +184,10 @@ enum ShardData {
     Mapped { _range: MappedRange, map: Mmap },
     /// Tensors made at load (a GGUF file's, dequantized to f32): owned, f32-aligned.
     Owned(Vec<f32>),
+    /// A GGUF file, mapped (its own `MappedRange` names it if it is cut under the run).
+    Gguf(Arc<GgufFile>),
+    /// Bytes made at load (a GGUF file's q and k rows, reordered): blocks, any alignment.
+    OwnedBytes(Vec<u8>),
 }
 
 impl ShardData {
@@ -127,6 +195,8 @@ impl ShardData {
         match self {
             ShardData::Mapped { map, .. } => map,
             ShardData::Owned(v) => bytemuck::cast_slice(v),
+            ShardData::Gguf(file) => file.bytes(),
+            ShardData::OwnedBytes(v) => v,
         }
     }
 }
@@ -309,6 +379,25 @@ impl WeightFiles {
         }
     }
 
+    /// A GGUF file's tensors: `tensors` with shard 0 in the file's map and shard 1 in `owned`.
+    pub fn from_gguf(file: Arc<GgufFile>, owned: Vec<u8>, tensors: Vec<TensorRef>) -> WeightFiles {
+        let path = file.path.clone();
+        WeightFiles {
+            dir: path.parent().unwrap_or(Path::new(".")).to_path_buf(),
+            shards: vec![
+                Shard {
+                    path: path.clone(),
+                    data: ShardData::Gguf(file),
+                },
+                Shard {
+                    path,
+                    data: ShardData::OwnedBytes(owned),
+                },
+            ],
+            tensors: tensors.into_iter().map(|t| (t.name.clone(), t)).collect(),
+        }
+    }
+
     /// The tensor `name`, checked against the shape the model expects.
     pub fn get(&self, name: &str, expected: &[usize]) -> Result<TensorRef> {
         let t = self
@@ -391,17 +480,21 @@ impl WeightFiles {
         }
     }
 
-    /// The dtype most tensors are stored in (for reporting).
+    /// The dtype most elements are stored in (for reporting).
     pub fn main_dtype(&self) -> Option<DType> {
-        let mut counts = [0usize; 3];
+        let mut counts: Vec<(DType, usize)> = Vec::new();
         for t in self.tensors.values() {
-            counts[t.dtype as usize] += t.numel();
+            match counts.iter_mut().find(|(d, _)| *d == t.dtype) {
+                Some((_, n)) => *n += t.numel(),
+                None => counts.push((t.dtype, t.numel())),
+            }
         }
-        let best = (0..3).max_by_key(|&i| counts[i])?;
-        [DType::F32, DType::F16, DType::BF16]
-            .get(best)
-            .copied()
-            .filter(|_| counts[best] > 0)
+        counts.sort_by_key(|&(d, _)| d.to_string());
+        counts
+            .into_iter()
+            .filter(|&(_, n)| n > 0)
+            .max_by_key(|&(_, n)| n)
+            .map(|(d, _)| d)
     }
 }
 

@@ -159,14 +159,7 @@ pub fn synth_llama_sharded(
 ) -> Result<()> {
     std::fs::create_dir_all(out).map_err(|e| KpgError::io(out, e))?;
     let mut config = config.clone();
-    config.dtype = Some(
-        match dtype {
-            DType::F32 => "float32",
-            DType::F16 => "float16",
-            DType::BF16 => "bfloat16",
-        }
-        .into(),
-    );
+    config.dtype = Some(dtype.torch_name().into());
     let config_path = out.join("config.json");
     std::fs::write(
         &config_path,

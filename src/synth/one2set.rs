@@ -125,14 +125,7 @@ pub fn synth_one2set(
         }
         None => synthetic_vocab(config.vocab_size),
     };
-    config.dtype = Some(
-        match dtype {
-            DType::F32 => "float32",
-            DType::F16 => "float16",
-            DType::BF16 => "bfloat16",
-        }
-        .into(),
-    );
+    config.dtype = Some(dtype.torch_name().into());
     let config_path = out.join("config.json");
     std::fs::write(
         &config_path,

@@ -1,14 +1,17 @@
-//! Widening stored weights (f32, f16, bf16 little-endian bytes) to f32.
+//! Widening stored weights (f32, f16, bf16 little-endian bytes, ggml blocks) to f32.
 
 use half::{bf16, f16, slice::HalfFloatSliceExt};
 
 use crate::model::weights::DType;
 
-/// Converts `out.len()` elements of `dtype` from `bytes` into `out`.
+/// Converts `out.len()` elements of `dtype` from `bytes` into `out` (for a block format, from a
+/// block boundary and a whole number of blocks).
 pub fn to_f32(dtype: DType, bytes: &[u8], out: &mut [f32]) {
     let n = out.len();
-    let bytes = &bytes[..n * dtype.size()];
+    let bytes = &bytes[..dtype.row_bytes(n)];
     match dtype {
+        DType::Quant(t) => crate::gguf::dequant::dequantize(t, bytes, out)
+            .unwrap_or_else(|e| panic!("weights of type {t} reached compute: {e}")),
         DType::F32 => match bytemuck::try_cast_slice::<u8, f32>(bytes) {
             Ok(src) => out.copy_from_slice(src),
             Err(_) => {
@@ -58,5 +61,6 @@ pub fn from_f32(dtype: DType, values: &[f32], out: &mut Vec<u8>) {
                 out.extend_from_slice(&bf16::from_f32(*v).to_le_bytes());
             }
         }
+        DType::Quant(t) => panic!("kpg does not quantize to {t}"),
     }
 }

@@ -9,7 +9,7 @@ pub fn embedding_forward(
     table: WeightView<'_>, // [vocab, dim]
 ) {
     let (_, dim) = table.rows_cols();
-    let row_bytes = dim * table.dtype.size();
+    let row_bytes = table.dtype.row_bytes(dim);
     for (o, &id) in out.chunks_mut(dim).zip(ids) {
         let start = id as usize * row_bytes;
         convert::to_f32(table.dtype, &table.bytes[start..start + row_bytes], o);

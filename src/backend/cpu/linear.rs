@@ -77,7 +77,7 @@ fn rows_streaming_t(
     rows: usize,
 ) {
     let (_, inp) = w.rows_cols();
-    let elem = w.dtype.size();
+    let row_bytes = w.row_bytes();
     let direct = convert::as_f32_slice(w.dtype, w.bytes);
     // Each task owns a contiguous run of output rows of yᵀ.
     y_t.par_chunks_mut(ROWS_PER_TASK * rows)
@@ -91,7 +91,7 @@ fn rows_streaming_t(
                     let w_row: &[f32] = match direct {
                         Some(all) => &all[o * inp..(o + 1) * inp],
                         None => {
-                            let bytes = &w.bytes[o * inp * elem..(o + 1) * inp * elem];
+                            let bytes = &w.bytes[o * row_bytes..(o + 1) * row_bytes];
                             convert::to_f32(w.dtype, bytes, row_buf);
                             row_buf
                         }
@@ -132,16 +132,16 @@ pub fn linear_forward_transposed(
     if let Some(wf) = convert::as_f32_slice(w.dtype, w.bytes) {
         gemm_xwt(y_t, 0, &scratch.x_t, rows, inp, wf, out);
     } else {
-        let elem = w.dtype.size();
+        let row_bytes = w.row_bytes();
         let tile_rows = (TILE_ELEMS / inp).clamp(1, out);
         scratch.tile.resize(tile_rows * inp, 0.0);
         let mut first = 0;
         while first < out {
             let n = tile_rows.min(out - first);
             let tile = &mut scratch.tile[..n * inp];
-            let bytes = &w.bytes[first * inp * elem..(first + n) * inp * elem];
+            let bytes = &w.bytes[first * row_bytes..(first + n) * row_bytes];
             tile.par_chunks_mut(inp)
-                .zip(bytes.par_chunks(inp * elem))
+                .zip(bytes.par_chunks(row_bytes))
                 .for_each(|(dst, src)| convert::to_f32(w.dtype, src, dst));
             gemm_xwt(y_t, first, &scratch.x_t, rows, inp, tile, n);
             first += n;
@@ -176,17 +176,17 @@ fn linear_gemm(
     if let Some(wf) = convert::as_f32_slice(w.dtype, w.bytes) {
         run(0, out, wf, scratch);
     } else {
-        let elem = w.dtype.size();
+        let row_bytes = w.row_bytes();
         let tile_rows = (TILE_ELEMS / inp).clamp(1, out);
         let mut tile = std::mem::take(&mut scratch.tile);
         tile.resize(tile_rows * inp, 0.0);
         let mut first = 0;
         while first < out {
             let n = tile_rows.min(out - first);
-            let bytes = &w.bytes[first * inp * elem..(first + n) * inp * elem];
+            let bytes = &w.bytes[first * row_bytes..(first + n) * row_bytes];
             tile[..n * inp]
                 .par_chunks_mut(inp)
-                .zip(bytes.par_chunks(inp * elem))
+                .zip(bytes.par_chunks(row_bytes))
                 .for_each(|(dst, src)| convert::to_f32(w.dtype, src, dst));
             run(first, n, &tile[..n * inp], scratch);
             first += n;

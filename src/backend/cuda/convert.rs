@@ -62,7 +62,7 @@ pub fn upload_bf16_into(
     dst: &mut CudaViewMut<'_, bf16>,
     name: &str,
 ) -> Result<()> {
-    let n = view.bytes.len() / view.dtype.size();
+    let n = view.numel();
     if dst.len() != n {
         return Err(crate::error::KpgError::Shape {
             op: "uploading a weight",
@@ -101,12 +101,21 @@ pub fn upload_bf16_into(
                 .memcpy_htod(&host, dst)
                 .during(|| format!("uploading {what}"))
         }
+        // GGUF blocks: dequantized on the host (the device computes in bf16 anyway).
+        DType::Quant(_) => {
+            let mut values = vec![0f32; n];
+            crate::backend::cpu::convert::to_f32(view.dtype, view.bytes, &mut values);
+            let host: Vec<bf16> = values.iter().map(|&v| bf16::from_f32(v)).collect();
+            stream
+                .memcpy_htod(&host, dst)
+                .during(|| format!("uploading {what}"))
+        }
     }
 }
 
 /// Uploads one tensor as bf16 into a new device buffer (see [`upload_bf16_into`]).
 pub fn upload_bf16(dev: &CudaDevice, view: WeightView<'_>, name: &str) -> Result<CudaSlice<bf16>> {
-    let n = view.bytes.len() / view.dtype.size();
+    let n = view.numel();
     let mut out = dev.alloc::<bf16>(n, &format!("tensor `{name}`"))?;
     upload_bf16_into(dev, view, &mut out.slice_mut(..n), name)?;
     Ok(out)
