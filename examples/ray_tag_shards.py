@@ -6,7 +6,8 @@
         --shards 3 --kpg target/release/kpg [-- EXTRA KPG TAG ARGS]
 
 `ray.init()` joins the cluster named by --address or RAY_ADDRESS (`auto`: the one `ray start
---head` started on this machine) and otherwise starts a local Ray for this script alone.
+--head` started on this machine), else the last one `ray start` started here, and otherwise starts
+a local Ray for this script alone.
 
 Each task runs `kpg tag --input IN --shard i/N --output OUT_DIR/part-0000i-of-0000N.jsonl
 --resume` with RAYON_NUM_THREADS set to its --cpus-per-task. Ray retries a task whose worker or
@@ -47,7 +48,7 @@ def part_path(out_dir, i, n):
 
 
 def run_shard(kpg, input_path, out_dir, i, n, extra, threads, cwd):
-    """Runs one shard to completion; returns (i, exit status, last lines of kpg's stderr, seconds)."""
+    """Runs one shard to completion: (i, exit status, kpg's last stderr lines, seconds)."""
     cmd = [kpg, "tag", "--input", input_path, "--shard", f"{i}/{n}",
            "--output", part_path(out_dir, i, n), "--resume", "--progress", "none", *extra]
     env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
@@ -77,7 +78,8 @@ def merge_parts(out_dir, n, merged_path):
                     done = True
                     break
                 if not line.endswith(b"\n"):
-                    raise SystemExit(f"{part_path(out_dir, i, n)}: torn last line (run again to resume)")
+                    raise SystemExit(f"{part_path(out_dir, i, n)}: torn last line "
+                                     "(run again to resume)")
                 counts[i] += 1
                 records += 1
                 if "error" in json.loads(line):
@@ -108,7 +110,8 @@ def main():
     p.add_argument("--shards", type=int, required=True, help="N: number of shards / Ray tasks")
     p.add_argument("--kpg", default="kpg", help="kpg binary (default: kpg on PATH)")
     p.add_argument("--merged", help="merged output (default: OUT_DIR/merged.jsonl)")
-    p.add_argument("--address", help="Ray cluster to join (default: RAY_ADDRESS, else a local Ray)")
+    p.add_argument("--address", help="Ray cluster to join (default: RAY_ADDRESS, else the last "
+                   "`ray start` here, else a new local Ray)")
     p.add_argument("--cpus-per-task", type=int, default=1,
                    help="Ray num_cpus of each task, and kpg's RAYON_NUM_THREADS (default 1)")
     p.add_argument("--max-retries", type=int, default=3, help="Ray retries per task (default 3)")
@@ -142,7 +145,8 @@ def main():
 
     fatal = [(i, tail) for i, rc, tail, _ in results if rc not in (0, 1)]
     for i, rc, tail, secs in results:
-        print(f"shard {i}/{args.shards}: exit {rc}, {secs:.1f} s: {tail.splitlines()[-1] if tail else ''}")
+        last = tail.splitlines()[-1] if tail else ""
+        print(f"shard {i}/{args.shards}: exit {rc}, {secs:.1f} s: {last}")
     if fatal:
         for i, tail in fatal:
             print(f"shard {i}/{args.shards} failed:\n{tail}", file=sys.stderr)

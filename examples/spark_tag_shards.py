@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Tag a JSON-lines corpus with `kpg tag --shard I/N` as N Spark tasks, then merge the parts.
 
-    pip install pyspark          # and a Java runtime (Debian 12: apt-get install openjdk-17-jre-headless)
+    pip install pyspark   # and Java 17+ (Debian 12: apt-get install openjdk-17-jre-headless)
     python examples/spark_tag_shards.py --input examples/abstracts.jsonl --out-dir runs/spark \\
         --shards 3 --kpg target/release/kpg [-- EXTRA KPG TAG ARGS]
 
@@ -43,7 +43,7 @@ def part_path(out_dir, i, n):
 
 
 def run_shard(kpg, input_path, out_dir, i, n, extra, threads, cwd):
-    """Runs one shard to completion; returns (i, exit status, last lines of kpg's stderr, seconds)."""
+    """Runs one shard to completion: (i, exit status, kpg's last stderr lines, seconds)."""
     cmd = [kpg, "tag", "--input", input_path, "--shard", f"{i}/{n}",
            "--output", part_path(out_dir, i, n), "--resume", "--progress", "none", *extra]
     env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
@@ -73,7 +73,8 @@ def merge_parts(out_dir, n, merged_path):
                     done = True
                     break
                 if not line.endswith(b"\n"):
-                    raise SystemExit(f"{part_path(out_dir, i, n)}: torn last line (run again to resume)")
+                    raise SystemExit(f"{part_path(out_dir, i, n)}: torn last line "
+                                     "(run again to resume)")
                 records += 1
                 if "error" in json.loads(line):
                     errors += 1
@@ -98,7 +99,8 @@ def main():
         argv, extra = argv[:cut], argv[cut + 1:]
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 epilog="Arguments after `--` go to every `kpg tag`.")
-    p.add_argument("--input", required=True, help="JSON lines (.gz allowed) every executor can read")
+    p.add_argument("--input", required=True,
+                   help="JSON lines (.gz allowed) every executor can read")
     p.add_argument("--out-dir", required=True, help="directory for the parts (shared storage)")
     p.add_argument("--shards", type=int, required=True, help="N: number of shards / Spark tasks")
     p.add_argument("--kpg", default="kpg", help="kpg binary (default: kpg on PATH)")
@@ -142,7 +144,8 @@ def main():
 
     fatal = [(i, tail) for i, rc, tail, _ in results if rc not in (0, 1)]
     for i, rc, tail, secs in results:
-        print(f"shard {i}/{n}: exit {rc}, {secs:.1f} s: {tail.splitlines()[-1] if tail else ''}")
+        last = tail.splitlines()[-1] if tail else ""
+        print(f"shard {i}/{n}: exit {rc}, {secs:.1f} s: {last}")
     if fatal:
         for i, tail in fatal:
             print(f"shard {i}/{n} failed:\n{tail}", file=sys.stderr)
