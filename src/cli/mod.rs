@@ -47,6 +47,11 @@ use crate::kv_cache::DEFAULT_BLOCK_SIZE;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// How a GGUF model's quantized weights are held: in their blocks (resident memory about the
+    /// file's size; integer dot products as llama.cpp does) or dequantized to f32 at load (exact
+    /// against an f32 reference; four to eight times the memory).
+    #[arg(long, global = true, value_enum, default_value = "quantized")]
+    pub gguf_weights: crate::gguf::llama::WeightMode,
 }
 
 #[derive(Subcommand, Debug)]
@@ -607,6 +612,7 @@ pub struct SynthArgs {
 
 /// Runs the command and returns the process exit code.
 pub fn run(cli: Cli) -> Result<i32> {
+    crate::gguf::llama::set_weight_mode(cli.gguf_weights);
     match cli.command {
         Command::Debug(DebugCommand::Logits(args)) => debug::logits(args),
         Command::Debug(DebugCommand::Generate(args)) => debug::generate(args),

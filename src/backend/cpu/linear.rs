@@ -5,12 +5,17 @@
 //!   input row, output rows split across threads, so the weights are streamed from memory once;
 //! - many rows (prefill): weight tiles widened to f32 and multiplied with the `gemm` crate's
 //!   AVX-512/AVX2 kernels; f32 weights that are aligned in the memory map are used in place.
+//!
+//! Weights in ggml blocks (a GGUF file's) take the first path in integers where `quant` has a
+//! kernel for their type (activations quantized per block of 32, as ggml does), and are widened
+//! like f16 otherwise; the GEMM path widens their tiles like any other dtype.
 
 use rayon::prelude::*;
 
 use super::gemm::{col_major, gemm_f32, row_major};
-use super::{convert, simd};
-use crate::model::weights::WeightView;
+use super::{convert, quant, simd};
+use crate::gguf::types::GgmlType;
+use crate::model::weights::{DType, WeightView};
 
 /// At or below this many input rows, the row-streaming path beats packing for a GEMM.
 const SMALL_BATCH_ROWS: usize = 8;
@@ -77,6 +82,11 @@ fn rows_streaming_t(
     rows: usize,
 ) {
     let (_, inp) = w.rows_cols();
+    if let DType::Quant(ty) = w.dtype {
+        if quant::has_integer_kernel(ty) {
+            return rows_streaming_quantized_t(y_t, x, w, ty, rows);
+        }
+    }
     let row_bytes = w.row_bytes();
     let direct = convert::as_f32_slice(w.dtype, w.bytes);
     // Each task owns a contiguous run of output rows of yᵀ.
@@ -102,6 +112,39 @@ fn rows_streaming_t(
                 }
             },
         );
+}
+
+/// The row-streaming product on ggml blocks: each input row quantized once to Q8 blocks, each
+/// weight row dotted with them in integers (`quant::dot_row`), its bytes read once.
+fn rows_streaming_quantized_t(
+    y_t: &mut [f32], // [out, rows]
+    x: &[f32],       // [rows, in]
+    w: WeightView<'_>,
+    ty: GgmlType,
+    rows: usize,
+) {
+    let (_, inp) = w.rows_cols();
+    let blocks = inp / quant::QK;
+    let mut xq = vec![quant::BlockQ8::default(); rows * blocks]; // [rows, in / 32]
+    for t in 0..rows {
+        quant::quantize_row(
+            &x[t * inp..(t + 1) * inp],
+            &mut xq[t * blocks..(t + 1) * blocks],
+        );
+    }
+    let row_bytes = w.row_bytes();
+    y_t.par_chunks_mut(ROWS_PER_TASK * rows)
+        .enumerate()
+        .for_each(|(task, out_t)| {
+            let first = task * ROWS_PER_TASK;
+            for (r, dst) in out_t.chunks_mut(rows).enumerate() {
+                let o = first + r;
+                let w_row = &w.bytes[o * row_bytes..(o + 1) * row_bytes];
+                for (t, d) in dst.iter_mut().enumerate() {
+                    *d = quant::dot_row(ty, w_row, &xq[t * blocks..(t + 1) * blocks]);
+                }
+            }
+        });
 }
 
 /// yᵀ[o, t] = sum_i x[t, i] · w[o, i]: the product left transposed, for a caller that reads it

@@ -13,6 +13,7 @@ pub mod gemm;
 pub mod layernorm;
 pub mod linear;
 pub mod norm;
+pub mod quant;
 pub mod rope;
 pub mod segment_attention;
 pub mod simd;
