@@ -14,13 +14,14 @@ use rayon::prelude::*;
 
 use super::gemm::{col_major, gemm_f32, row_major};
 use super::{convert, quant, simd};
-use crate::gguf::types::GgmlType;
 use crate::model::weights::{DType, WeightView};
 
 /// At or below this many input rows, the row-streaming path beats packing for a GEMM.
 const SMALL_BATCH_ROWS: usize = 8;
 /// Output rows per parallel task in the row-streaming path.
 const ROWS_PER_TASK: usize = 16;
+/// Tasks per thread of the integer product on ggml blocks.
+const QUANT_TASKS_PER_THREAD: usize = 4;
 /// GEMM tasks per thread: more balance the load, fewer repack x less often.
 const TASKS_PER_THREAD: usize = 2;
 /// Elements of a widened weight tile in the GEMM path (16 MB of f32).
@@ -82,10 +83,8 @@ fn rows_streaming_t(
     rows: usize,
 ) {
     let (_, inp) = w.rows_cols();
-    if let DType::Quant(ty) = w.dtype {
-        if quant::has_integer_kernel(ty) {
-            return rows_streaming_quantized_t(y_t, x, w, ty, rows);
-        }
+    if has_integer_kernel(&w) {
+        return rows_streaming_quantized_t(y_t, x, w, rows);
     }
     let row_bytes = w.row_bytes();
     let direct = convert::as_f32_slice(w.dtype, w.bytes);
@@ -120,10 +119,21 @@ fn rows_streaming_quantized_t(
     y_t: &mut [f32], // [out, rows]
     x: &[f32],       // [rows, in]
     w: WeightView<'_>,
-    ty: GgmlType,
     rows: usize,
 ) {
-    let (_, inp) = w.rows_cols();
+    quantized_products_t(&mut [y_t], x, &[w], rows);
+}
+
+/// `ys_t[i] = (x · ws[i]ᵀ)ᵀ` for weights that all have an integer kernel and the same input
+/// size, in one parallel pass: x is quantized once, and the tasks of every product share the
+/// threads (one wake-up for q, k and v, not three).
+fn quantized_products_t(
+    ys_t: &mut [&mut [f32]], // each [out_i, rows]
+    x: &[f32],               // [rows, in]
+    ws: &[WeightView<'_>],   // each [out_i, in]
+    rows: usize,
+) {
+    let inp = ws[0].rows_cols().1;
     let blocks = inp / quant::QK;
     let mut xq = vec![quant::BlockQ8::default(); rows * blocks]; // [rows, in / 32]
     for t in 0..rows {
@@ -132,19 +142,81 @@ fn rows_streaming_quantized_t(
             &mut xq[t * blocks..(t + 1) * blocks],
         );
     }
-    let row_bytes = w.row_bytes();
-    y_t.par_chunks_mut(ROWS_PER_TASK * rows)
-        .enumerate()
-        .for_each(|(task, out_t)| {
-            let first = task * ROWS_PER_TASK;
-            for (r, dst) in out_t.chunks_mut(rows).enumerate() {
-                let o = first + r;
-                let w_row = &w.bytes[o * row_bytes..(o + 1) * row_bytes];
-                for (t, d) in dst.iter_mut().enumerate() {
-                    *d = quant::dot_row(ty, w_row, &xq[t * blocks..(t + 1) * blocks]);
-                }
+    // A row of blocks is a few hundred nanoseconds of work: a few large tasks per thread, so
+    // that waking and stealing do not cost more than the products (measured on SmolLM2's
+    // 576-row projections).
+    let total: usize = ws.iter().map(|w| w.rows_cols().0).sum();
+    let per_task = total
+        .div_ceil(QUANT_TASKS_PER_THREAD * rayon::current_num_threads().max(1))
+        .max(ROWS_PER_TASK);
+    // (weight, first output row, its slice of yᵀ)
+    let mut tasks: Vec<(&WeightView<'_>, usize, &mut [f32])> = Vec::new();
+    for (y_t, w) in ys_t.iter_mut().zip(ws) {
+        for (i, chunk) in y_t.chunks_mut(per_task * rows).enumerate() {
+            tasks.push((w, i * per_task, chunk));
+        }
+    }
+    let xq = &xq;
+    tasks.into_par_iter().for_each(|(w, first, out_t)| {
+        let DType::Quant(ty) = w.dtype else {
+            unreachable!("checked by the callers")
+        };
+        let row_bytes = w.row_bytes();
+        for (r, dst) in out_t.chunks_mut(rows).enumerate() {
+            let o = first + r;
+            let w_row = &w.bytes[o * row_bytes..(o + 1) * row_bytes];
+            for (t, d) in dst.iter_mut().enumerate() {
+                *d = quant::dot_row(ty, w_row, &xq[t * blocks..(t + 1) * blocks]);
             }
-        });
+        }
+    });
+}
+
+/// Whether `w` takes the integer product on its blocks.
+fn has_integer_kernel(w: &WeightView<'_>) -> bool {
+    matches!(w.dtype, DType::Quant(ty) if quant::has_integer_kernel(ty))
+}
+
+/// `ys[i] = x · ws[i]ᵀ` for several weights that read the same input (q, k and v; gate and
+/// up). Weights in ggml blocks with an integer kernel, at decode sizes, go in one parallel pass
+/// with x quantized once; anything else is one [`linear_forward`] each.
+pub fn linear_forward_many(
+    ys: &mut [&mut [f32]],  // each [rows, out_i]
+    x: &[f32],              // [rows, in]
+    ws: &[WeightView<'_>],  // each [out_i, in]
+    rows: usize,
+    scratch: &mut LinearScratch,
+) {
+    assert_eq!(ys.len(), ws.len(), "linear_forward_many: one output per weight");
+    let inp = ws.first().map_or(0, |w| w.rows_cols().1);
+    let together = rows > 0
+        && rows <= SMALL_BATCH_ROWS
+        && ws.iter().all(|w| has_integer_kernel(w) && w.rows_cols().1 == inp);
+    if !together {
+        for (y, w) in ys.iter_mut().zip(ws) {
+            linear_forward(y, x, *w, rows, scratch);
+        }
+        return;
+    }
+    assert_eq!(x.len(), rows * inp, "linear_forward_many: x is not [rows, in]");
+    for (y, w) in ys.iter().zip(ws) {
+        assert_eq!(y.len(), rows * w.rows_cols().0, "linear_forward_many: y is not [rows, out]");
+    }
+    if rows == 1 {
+        // [1, out] is [out, 1]: no transposes.
+        return quantized_products_t(ys, x, ws, rows);
+    }
+    let mut ts: Vec<Vec<f32>> = ws.iter().map(|w| vec![0f32; rows * w.rows_cols().0]).collect();
+    let mut t_refs: Vec<&mut [f32]> = ts.iter_mut().map(|t| t.as_mut_slice()).collect();
+    quantized_products_t(&mut t_refs, x, ws, rows);
+    for ((y, y_t), w) in ys.iter_mut().zip(&ts).zip(ws) {
+        let out = w.rows_cols().0;
+        for t in 0..rows {
+            for o in 0..out {
+                y[t * out + o] = y_t[o * rows + t];
+            }
+        }
+    }
 }
 
 /// yᵀ[o, t] = sum_i x[t, i] · w[o, i]: the product left transposed, for a caller that reads it
