@@ -96,20 +96,43 @@ fn a_q8_0_gguf_runs_as_its_hugging_face_original() {
     let tmp = tempfile::tempdir().unwrap();
     let (dir, gguf) = tiny_pair(tmp.path());
     let ids = "1,5,9,300,77,1000,2,640";
-    let logits = |model: &str| -> Vec<Vec<f32>> {
-        let v = stdout_json(&kpg(&["debug", "logits", "--model", model, "--ids", ids]));
+    let logits = |model: &str, mode: &str| -> Vec<Vec<f32>> {
+        let v = stdout_json(&kpg(&[
+            "--gguf-weights",
+            mode,
+            "debug",
+            "logits",
+            "--model",
+            model,
+            "--ids",
+            ids,
+        ]));
         serde_json::from_value(v["logits"].clone()).unwrap()
     };
-    let (want, got) = (logits(&dir), logits(&gguf));
-    assert_eq!(want.len(), got.len());
-    for (pos, (w, g)) in want.iter().zip(&got).enumerate() {
-        let scale = w.iter().fold(0f32, |m, x| m.max(x.abs()));
-        let diff = w.iter().zip(g).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-        // Q8_0 keeps each weight to 1/254 of its block's largest; measured 1.2-1.4% here. A row
-        // order or name mistake gives errors of the logits' own size.
-        assert!(diff <= 0.02 * scale, "position {pos}: {diff} of {scale}");
-        let argmax = |v: &[f32]| (0..v.len()).max_by(|&a, &b| v[a].total_cmp(&v[b])).unwrap();
-        assert_eq!(argmax(w), argmax(g), "position {pos}");
+    let want = logits(&dir, "quantized");
+    // Dequantized to f32, only the weights are rounded: Q8_0 keeps each weight to 1/254 of its
+    // block's largest; measured 1.2-1.4% of the largest logit here. In their blocks, the
+    // activations are rounded to Q8 blocks too (as llama.cpp does): measured up to 2.0%; the
+    // bound is issue 15's for the quantized path (llama.cpp itself is at 2.5%). A row order or
+    // name mistake gives errors of the logits' own size.
+    for (mode, bound) in [("f32", 0.02), ("quantized", 0.04)] {
+        let got = logits(&gguf, mode);
+        assert_eq!(want.len(), got.len());
+        for (pos, (w, g)) in want.iter().zip(&got).enumerate() {
+            let scale = w.iter().fold(0f32, |m, x| m.max(x.abs()));
+            let diff = w.iter().zip(g).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            assert!(
+                diff <= bound * scale,
+                "{mode}, position {pos}: {diff} of {scale}"
+            );
+            let argmax = |v: &[f32]| (0..v.len()).max_by(|&a, &b| v[a].total_cmp(&v[b])).unwrap();
+            // The reference's own choice, or one within the bound of it (a near tie).
+            let chosen = argmax(g);
+            assert!(
+                w[chosen] >= w[argmax(w)] - bound * scale,
+                "{mode}, position {pos}: chose {chosen}"
+            );
+        }
     }
 }
 

@@ -527,7 +527,7 @@ pub struct LoadArgs {
 #[derive(Args, Debug)]
 pub struct ModelInput {
     /// Model: a Hugging Face directory (config.json, *.safetensors, optional tokenizer.json) or a
-    /// GGUF file (weights dequantized to f32).
+    /// GGUF file (weights kept in their blocks, or dequantized with `--gguf-weights f32`).
     #[arg(long)]
     pub model: PathBuf,
     /// Input token ids, comma separated (for example `1,5,9`).

@@ -1,7 +1,7 @@
 //! GGUF files, llama.cpp's model format: the container (memory-mapped, every field checked), the
-//! block formats dequantized to f32, a llama model's config, weights and tokenizer (byte-level BPE
-//! or SentencePiece) from the file alone. Quantized compute (the weights kept in their blocks) is
-//! not built yet.
+//! block formats dequantized to f32, a llama model's config, weights (kept in their blocks for
+//! `backend::cpu::quant`, or dequantized) and tokenizer (byte-level BPE or SentencePiece) from the
+//! file alone.
 
 pub mod dequant;
 pub mod header;

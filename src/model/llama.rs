@@ -124,7 +124,7 @@ impl Llama {
         Ok(model)
     }
 
-    /// The weights, as loaded (mapped safetensors, or a GGUF file's dequantized to f32).
+    /// The weights, as loaded (mapped safetensors, or a GGUF file's blocks or their f32 values).
     pub fn weights(&self) -> &WeightFiles {
         &self.files
     }

@@ -182,7 +182,8 @@ enum ShardData {
     /// A safetensors file, mapped; the range names the file if it is cut under the run (declared
     /// first: dropped before the map).
     Mapped { _range: MappedRange, map: Mmap },
-    /// Tensors made at load (a GGUF file's, dequantized to f32): owned, f32-aligned.
+    /// Tensors made at load (a GGUF file's, dequantized to f32 under `--gguf-weights f32`):
+    /// owned, f32-aligned.
     Owned(Vec<f32>),
     /// A GGUF file, mapped (its own `MappedRange` names it if it is cut under the run).
     Gguf(Arc<GgufFile>),

@@ -91,7 +91,11 @@ fn paged_attention_with(
     attention_gemm(out, q, cache, ctx, num_heads, &long);
 }
 
-/// One task per (token, head): scores key by key, walking the block table block by block.
+/// Tasks of one or more query heads of one token that share a KV head: with enough tokens
+/// (batched decoding), all the heads of a KV head score each key as it is read (grouped-query
+/// attention then reads each key and value once, not once per query head); with few (one
+/// sequence decoding), one head a task, so that both cores have work (3 KV heads on 2 threads
+/// measured slower than 9 query heads). Keys are walked block by block through the table.
 fn attention_direct(
     out: &mut [f32],
     q: &[f32],
@@ -102,40 +106,41 @@ fn attention_direct(
 ) {
     let hd = cache.head_dim;
     let row = num_heads * hd;
+    let group = num_heads / cache.num_kv_heads;
+    let heads_per_task =
+        if tokens.len() * cache.num_kv_heads >= 4 * rayon::current_num_threads() {
+            group
+        } else {
+            1
+        };
+    let tasks_per_token = num_heads / heads_per_task;
     let out_addr = out.as_mut_ptr() as usize;
-    (0..tokens.len() * num_heads)
+    (0..tokens.len() * tasks_per_token)
         .into_par_iter()
         .for_each_init(Vec::new, |scores, idx| {
-            let (t, h) = (tokens[idx / num_heads], idx % num_heads);
-            // SAFETY: every (token, head) pair is a distinct task, so the hd outputs written here are
-            // written by this task alone; they lie inside `out`, whose length was checked above.
-            let o = unsafe {
-                std::slice::from_raw_parts_mut((out_addr as *mut f32).add(t * row + h * hd), hd)
-            };
-            let qh = &q[t * row + h * hd..t * row + (h + 1) * hd];
-            attend_one(
-                o,
-                qh,
-                cache,
-                ctx,
-                t,
-                h * cache.num_kv_heads / num_heads,
-                scores,
-            );
+            let t = tokens[idx / tasks_per_token];
+            let h0 = idx % tasks_per_token * heads_per_task;
+            let first = t * row + h0 * hd;
+            let n = heads_per_task * hd;
+            // SAFETY: every task owns the outputs of its own heads of its own token (adjacent in
+            // the row, disjoint from every other task's); they lie inside `out`, whose length was
+            // checked above.
+            let o = unsafe { std::slice::from_raw_parts_mut((out_addr as *mut f32).add(first), n) };
+            attend_group(o, &q[first..first + n], cache, ctx, t, h0 / group, scores);
         });
 }
 
 /// `FMA` picks fused multiply-adds, for callers compiled with the FMA feature (the helpers are
 /// called directly, not passed as values, so that they inline with the caller's features).
 #[inline(always)]
-fn attend_one_body<const FMA: bool>(
-    o: &mut [f32],
-    qh: &[f32],
+fn attend_group_body<const FMA: bool>(
+    o: &mut [f32],  // [group, head_dim]
+    qg: &[f32],     // [group, head_dim]
     cache: PagedLayer<'_>,
     ctx: &TokenContext<'_>,
     t: usize,
     kv_head: usize,
-    scores: &mut Vec<f32>,
+    scratch: &mut Vec<f32>,
 ) {
     let dot = |a: &[f32], b: &[f32]| {
         if FMA {
@@ -145,6 +150,7 @@ fn attend_one_body<const FMA: bool>(
         }
     };
     let hd = cache.head_dim;
+    let group = qg.len() / hd;
     let bs = cache.block_size;
     let table = ctx.block_tables[ctx.token_seq[t] as usize];
     let len = ctx.token_pos[t] as usize + 1;
@@ -152,31 +158,46 @@ fn attend_one_body<const FMA: bool>(
     let key_at = |block: u32, slot: usize| {
         ((block as usize * bs + slot) * cache.num_kv_heads + kv_head) * hd
     };
-    scores.clear();
-    let mut max = f32::NEG_INFINITY;
+    // scores [group, len], then each head's running max and, later, 1 / its sum.
+    scratch.clear();
+    scratch.resize(group * len + group, 0.0);
+    let (scores, max) = scratch.split_at_mut(group * len);
+    max.fill(f32::NEG_INFINITY);
     for (b, &block) in table.iter().enumerate().take(len.div_ceil(bs)) {
         for slot in 0..bs.min(len - b * bs) {
             let at = key_at(block, slot);
-            let s = dot(qh, &cache.k[at..at + hd]) * scale;
-            max = max.max(s);
-            scores.push(s);
+            let key = &cache.k[at..at + hd];
+            let j = b * bs + slot;
+            for h in 0..group {
+                let s = dot(&qg[h * hd..(h + 1) * hd], key) * scale;
+                max[h] = max[h].max(s);
+                scores[h * len + j] = s;
+            }
         }
     }
-    let mut sum = 0f32;
-    for s in scores.iter_mut() {
-        *s = simd::exp_fast(*s - max);
-        sum += *s;
+    for h in 0..group {
+        let mut sum = 0f32;
+        for s in scores[h * len..(h + 1) * len].iter_mut() {
+            *s = simd::exp_fast(*s - max[h]);
+            sum += *s;
+        }
+        max[h] = 1.0 / sum;
     }
-    let inv = 1.0 / sum;
+    let inv = max;
     o.fill(0.0);
     for (b, &block) in table.iter().enumerate().take(len.div_ceil(bs)) {
         for slot in 0..bs.min(len - b * bs) {
             let at = key_at(block, slot);
-            let alpha = scores[b * bs + slot] * inv;
-            if FMA {
-                simd::axpy_fma_inline(o, alpha, &cache.v[at..at + hd]);
-            } else {
-                simd::axpy_reference(o, alpha, &cache.v[at..at + hd]);
+            let value = &cache.v[at..at + hd];
+            let j = b * bs + slot;
+            for h in 0..group {
+                let alpha = scores[h * len + j] * inv[h];
+                let oh = &mut o[h * hd..(h + 1) * hd];
+                if FMA {
+                    simd::axpy_fma_inline(oh, alpha, value);
+                } else {
+                    simd::axpy_reference(oh, alpha, value);
+                }
             }
         }
     }
@@ -184,7 +205,7 @@ fn attend_one_body<const FMA: bool>(
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,fma")]
-unsafe fn attend_one_avx512(
+unsafe fn attend_group_avx512(
     o: &mut [f32],
     qh: &[f32],
     cache: PagedLayer<'_>,
@@ -193,12 +214,12 @@ unsafe fn attend_one_avx512(
     kv_head: usize,
     scores: &mut Vec<f32>,
 ) {
-    attend_one_body::<true>(o, qh, cache, ctx, t, kv_head, scores)
+    attend_group_body::<true>(o, qh, cache, ctx, t, kv_head, scores)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn attend_one_avx2(
+unsafe fn attend_group_avx2(
     o: &mut [f32],
     qh: &[f32],
     cache: PagedLayer<'_>,
@@ -207,12 +228,12 @@ unsafe fn attend_one_avx2(
     kv_head: usize,
     scores: &mut Vec<f32>,
 ) {
-    attend_one_body::<true>(o, qh, cache, ctx, t, kv_head, scores)
+    attend_group_body::<true>(o, qh, cache, ctx, t, kv_head, scores)
 }
 
-/// One query head of one token over its sequence's cache, compiled for the best available
-/// instruction set so that the per-key dot products inline.
-fn attend_one(
+/// The query heads of one token that share a KV head, over its sequence's cache, compiled for the
+/// best available instruction set so that the per-key dot products inline.
+fn attend_group(
     o: &mut [f32],
     qh: &[f32],
     cache: PagedLayer<'_>,
@@ -225,15 +246,15 @@ fn attend_one(
     {
         if std::arch::is_x86_feature_detected!("avx512f") {
             // SAFETY: the CPU supports AVX-512F (and so FMA), checked just above.
-            return unsafe { attend_one_avx512(o, qh, cache, ctx, t, kv_head, scores) };
+            return unsafe { attend_group_avx512(o, qh, cache, ctx, t, kv_head, scores) };
         }
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
         {
             // SAFETY: the CPU supports AVX2 and FMA, checked just above.
-            return unsafe { attend_one_avx2(o, qh, cache, ctx, t, kv_head, scores) };
+            return unsafe { attend_group_avx2(o, qh, cache, ctx, t, kv_head, scores) };
         }
     }
-    attend_one_body::<false>(o, qh, cache, ctx, t, kv_head, scores)
+    attend_group_body::<false>(o, qh, cache, ctx, t, kv_head, scores)
 }
 
 /// Per sequence and KV head: gather the head's keys and values from the blocks, then
