@@ -22,7 +22,7 @@ seconds() { # command... -> wall seconds
     t1=$(date +%s.%N)
     echo "$t1 - $t0" | bc -l
 }
-for run in 1 2 3; do
+for run in $(seq 1 "${RUNS:-3}"); do
     prefill=$("$KPG" "$@" bench prefill --model "$MODEL" --seqs 1 --tokens 256 --runs 5 |
         python3 -c 'import json,sys; print(round(json.load(sys.stdin)["tokens_per_s"], 1))')
     one=$(seconds "$KPG" "$@" debug generate --model "$MODEL" --ids "$ids" --max-new-tokens 1 --ignore-eos)

@@ -16,10 +16,11 @@ use crate::gguf::types::GgmlType;
 /// Elements per block of every type with an integer kernel.
 pub const QK: usize = 32;
 
-/// 32 activations quantized: `x ≈ d · q`, `sum = Σ q`.
+/// 32 activations quantized: `x ≈ d · q`, `sum = Σ q`, `s = d · sum` (the offset types' term).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct BlockQ8 {
     pub d: f32,
+    pub s: f32,
     pub sum: i32,
     pub q: [i8; QK],
 }
@@ -45,6 +46,7 @@ pub fn quantize_row(x: &[f32], out: &mut [BlockQ8]) {
         }
         b.d = d;
         b.sum = sum;
+        b.s = d * sum as f32;
     }
 }
 
@@ -184,22 +186,37 @@ mod avx2 {
         _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
     }
 
-    /// One loop per type, so the type is not matched per block: `$products(b, xb, d)` gives a
-    /// block's 8 lanes of integer products and adds any offset term to `extra`.
+    /// One loop per type, so the type is not matched per block: `$block(b, xb, d)` gives a
+    /// block's 8 lanes of integer products and its scalar offset term. Two blocks a round, into
+    /// two accumulators each: one chain of dependent adds a block was the loop's bound.
     macro_rules! blocks_loop {
-        ($w:ident, $x:ident, $bytes:expr, |$b:ident, $xb:ident, $d:ident, $extra:ident| $products:expr) => {{
+        ($w:ident, $x:ident, $bytes:expr, |$b:ident, $xb:ident, $d:ident| $block:expr) => {{
             let blocks = ($w.len() / $bytes).min($x.len());
-            let mut acc = _mm256_setzero_ps();
-            // The offset terms, per block a scalar: kept apart from the vector sum.
-            let mut $extra = 0f32;
-            for i in 0..blocks {
+            let one = |i: usize| {
                 let $b = $w.get_unchecked(i * $bytes..(i + 1) * $bytes);
                 let $xb = $x.get_unchecked(i);
                 let $d = half($b, 0) * $xb.d;
-                let products: __m256i = $products;
-                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(products), _mm256_set1_ps($d), acc);
+                let (products, extra): (__m256i, f32) = $block;
+                (_mm256_mul_ps(_mm256_cvtepi32_ps(products), _mm256_set1_ps($d)), extra)
+            };
+            let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+            let (mut extra0, mut extra1) = (0f32, 0f32);
+            let mut i = 0;
+            while i + 1 < blocks {
+                let (v0, e0) = one(i);
+                let (v1, e1) = one(i + 1);
+                acc0 = _mm256_add_ps(acc0, v0);
+                acc1 = _mm256_add_ps(acc1, v1);
+                extra0 += e0;
+                extra1 += e1;
+                i += 2;
             }
-            hsum(acc) + $extra
+            if i < blocks {
+                let (v0, e0) = one(i);
+                acc0 = _mm256_add_ps(acc0, v0);
+                extra0 += e0;
+            }
+            hsum(_mm256_add_ps(acc0, acc1)) + (extra0 + extra1)
         }};
     }
 
@@ -219,30 +236,29 @@ mod avx2 {
                 let bytes = block_bytes(ty);
                 let xq = |xb: &BlockQ8| _mm256_loadu_si256(xb.q.as_ptr() as *const __m256i);
                 match ty {
-                    Q8_0 => blocks_loop!(w, x, bytes, |b, xb, _d, _extra| {
+                    Q8_0 => blocks_loop!(w, x, bytes, |b, xb, _d| {
                         let wq = _mm256_loadu_si256(b.as_ptr().add(2) as *const __m256i);
                         // |w| · (x with w's sign): unsigned by signed, as the primitive wants.
-                        $dot(_mm256_sign_epi8(wq, wq), _mm256_sign_epi8(xq(xb), wq))
+                        let p = $dot(_mm256_sign_epi8(wq, wq), _mm256_sign_epi8(xq(xb), wq));
+                        (p, 0.0)
                     }),
-                    Q4_0 => blocks_loop!(w, x, bytes, |b, xb, d, extra| {
-                        extra -= d * (8 * xb.sum) as f32;
-                        $dot(nibbles(b.as_ptr().add(2)), xq(xb))
+                    Q4_0 => blocks_loop!(w, x, bytes, |b, xb, d| {
+                        let p = $dot(nibbles(b.as_ptr().add(2)), xq(xb));
+                        (p, -8.0 * d * xb.sum as f32)
                     }),
-                    Q4_1 => blocks_loop!(w, x, bytes, |b, xb, _d, extra| {
-                        extra += half(b, 2) * xb.d * xb.sum as f32;
-                        $dot(nibbles(b.as_ptr().add(4)), xq(xb))
+                    Q4_1 => blocks_loop!(w, x, bytes, |b, xb, _d| {
+                        let p = $dot(nibbles(b.as_ptr().add(4)), xq(xb));
+                        (p, half(b, 2) * xb.s)
                     }),
-                    Q5_0 => blocks_loop!(w, x, bytes, |b, xb, d, extra| {
-                        extra -= d * (16 * xb.sum) as f32;
+                    Q5_0 => blocks_loop!(w, x, bytes, |b, xb, d| {
                         let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
                         let q = _mm256_or_si256(nibbles(b.as_ptr().add(6)), fifth_bits(qh));
-                        $dot(q, xq(xb))
+                        ($dot(q, xq(xb)), -16.0 * d * xb.sum as f32)
                     }),
-                    Q5_1 => blocks_loop!(w, x, bytes, |b, xb, _d, extra| {
-                        extra += half(b, 2) * xb.d * xb.sum as f32;
+                    Q5_1 => blocks_loop!(w, x, bytes, |b, xb, _d| {
                         let qh = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
                         let q = _mm256_or_si256(nibbles(b.as_ptr().add(8)), fifth_bits(qh));
-                        $dot(q, xq(xb))
+                        ($dot(q, xq(xb)), half(b, 2) * xb.s)
                     }),
                     other => panic!("no integer kernel for {other}"),
                 }
