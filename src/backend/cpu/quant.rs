@@ -242,21 +242,21 @@ mod avx2 {
                         let p = $dot(_mm256_sign_epi8(wq, wq), _mm256_sign_epi8(xq(xb), wq));
                         (p, 0.0)
                     }),
-                    Q4_0 => blocks_loop!(w, x, bytes, |b, xb, d| {
+                    Q4_0 => blocks_loop!(w, x, bytes, |b, xb, _d| {
                         let p = $dot(nibbles(b.as_ptr().add(2)), xq(xb));
-                        (p, -8.0 * d * xb.sum as f32)
+                        (p, -8.0 * half(b, 0) * xb.s)
                     }),
                     Q4_1 => blocks_loop!(w, x, bytes, |b, xb, _d| {
                         let p = $dot(nibbles(b.as_ptr().add(4)), xq(xb));
                         (p, half(b, 2) * xb.s)
                     }),
-                    Q5_0 => blocks_loop!(w, x, bytes, |b, xb, d| {
-                        let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
+                    Q5_0 => blocks_loop!(w, x, bytes, |b, xb, _d| {
+                        let qh = (b.as_ptr().add(2) as *const u32).read_unaligned().to_le();
                         let q = _mm256_or_si256(nibbles(b.as_ptr().add(6)), fifth_bits(qh));
-                        ($dot(q, xq(xb)), -16.0 * d * xb.sum as f32)
+                        ($dot(q, xq(xb)), -16.0 * half(b, 0) * xb.s)
                     }),
                     Q5_1 => blocks_loop!(w, x, bytes, |b, xb, _d| {
-                        let qh = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
+                        let qh = (b.as_ptr().add(4) as *const u32).read_unaligned().to_le();
                         let q = _mm256_or_si256(nibbles(b.as_ptr().add(8)), fifth_bits(qh));
                         ($dot(q, xq(xb)), half(b, 2) * xb.s)
                     }),
@@ -366,34 +366,3 @@ mod tests {
     }
 }
 
-#[cfg(test)]
-mod timing {
-    use super::*;
-    #[test]
-    #[ignore]
-    fn time_dot_row() {
-        for ty in [GgmlType::Q4_1, GgmlType::Q8_0] {
-            let bytes = block_bytes(ty);
-            let blocks = 18;
-            let rows = 4096;
-            let w: Vec<u8> = (0..rows * blocks * bytes).map(|i| (i * 7 % 251) as u8).collect();
-            let mut w = w;
-            for b in w.chunks_exact_mut(bytes) {
-                b[..2].copy_from_slice(&f16::from_f32(0.01).to_le_bytes());
-                b[2..4].copy_from_slice(&f16::from_f32(0.01).to_le_bytes());
-            }
-            let x: Vec<f32> = (0..blocks * QK).map(|i| (i as f32).sin()).collect();
-            let mut xq = vec![BlockQ8::default(); blocks];
-            quantize_row(&x, &mut xq);
-            let t = std::time::Instant::now();
-            let mut s = 0f32;
-            for _ in 0..20 {
-                for r in 0..rows {
-                    s += dot_row(ty, &w[r * blocks * bytes..(r + 1) * blocks * bytes], &xq);
-                }
-            }
-            let ns = t.elapsed().as_nanos() as f64 / (20 * rows * blocks) as f64;
-            eprintln!("{ty}: {ns:.2} ns per block ({s})");
-        }
-    }
-}
