@@ -55,6 +55,16 @@ pub fn teacher_forced_logits(model: &Llama, ids: &[u32], opts: &RunOptions) -> R
     Ok(logits)
 }
 
+/// Where a greedy continuation's time went: the prompt's forward passes (which give the first
+/// new token) and the single-token decode passes after them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GenerateTimings {
+    pub prefill_seconds: f64,
+    pub decode_seconds: f64,
+    /// Forward passes of the decode loop (one new token per unfinished sequence each).
+    pub decode_steps: usize,
+}
+
 /// Greedy continuation of each prompt: up to `max_new_tokens` new ids per prompt, stopping after
 /// an end-of-sequence token of the config when `stop_at_eos` (as transformers' generate does).
 pub fn greedy_generate(
@@ -64,6 +74,19 @@ pub fn greedy_generate(
     stop_at_eos: bool,
     opts: &RunOptions,
 ) -> Result<Vec<Vec<u32>>> {
+    greedy_generate_timed(model, prompts, max_new_tokens, stop_at_eos, opts).map(|(ids, _)| ids)
+}
+
+/// [`greedy_generate`], with its timings.
+pub fn greedy_generate_timed(
+    model: &Llama,
+    prompts: &[Vec<u32>],
+    max_new_tokens: usize,
+    stop_at_eos: bool,
+    opts: &RunOptions,
+) -> Result<(Vec<Vec<u32>>, GenerateTimings)> {
+    let mut timings = GenerateTimings::default();
+    let started = std::time::Instant::now();
     let lens: Vec<usize> = prompts.iter().map(|p| p.len() + max_new_tokens).collect();
     let mut cache = cache_for(model, &lens, opts)?;
     let mut ws = LlamaWorkspace::default();
@@ -113,6 +136,8 @@ pub fn greedy_generate(
             done[i] = outputs[i].len() >= max_new_tokens || is_stop(last);
         }
     }
+    timings.prefill_seconds = started.elapsed().as_secs_f64();
+    let decode_started = std::time::Instant::now();
     // Decode: one token per unfinished sequence per forward pass.
     loop {
         let active: Vec<usize> = (0..prompts.len()).filter(|&i| !done[i]).collect();
@@ -141,6 +166,8 @@ pub fn greedy_generate(
             outputs[i].push(next);
             done[i] = outputs[i].len() >= max_new_tokens || is_stop(next);
         }
+        timings.decode_steps += 1;
     }
-    Ok(outputs)
+    timings.decode_seconds = decode_started.elapsed().as_secs_f64();
+    Ok((outputs, timings))
 }

@@ -5,7 +5,7 @@ use serde_json::json;
 
 use super::{print_line, GenerateArgs, LoadArgs, LogitsArgs, ModelInput};
 use crate::error::{KpgError, Result};
-use crate::generate::{greedy_generate, teacher_forced_logits, RunOptions};
+use crate::generate::{greedy_generate_timed, teacher_forced_logits, RunOptions};
 use crate::model::llama::Llama;
 
 fn load(input: &ModelInput) -> Result<(Llama, Vec<u32>, RunOptions)> {
@@ -47,8 +47,23 @@ pub fn logits(args: LogitsArgs) -> Result<i32> {
 
 pub fn generate(args: GenerateArgs) -> Result<i32> {
     let (model, ids, opts) = load(&args.input)?;
-    let out = greedy_generate(&model, &[ids], args.max_new_tokens, !args.ignore_eos, &opts)?;
-    print_line(&json!({ "ids": out[0] }).to_string())?;
+    let (out, t) =
+        greedy_generate_timed(&model, &[ids], args.max_new_tokens, !args.ignore_eos, &opts)?;
+    let decode_per_s = if t.decode_seconds > 0.0 {
+        t.decode_steps as f64 / t.decode_seconds
+    } else {
+        0.0
+    };
+    print_line(
+        &json!({
+            "ids": out[0],
+            "prefill_seconds": t.prefill_seconds,
+            "decode_steps": t.decode_steps,
+            "decode_seconds": t.decode_seconds,
+            "decode_tokens_per_s": decode_per_s,
+        })
+        .to_string(),
+    )?;
     Ok(0)
 }
 
