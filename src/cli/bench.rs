@@ -26,7 +26,7 @@ pub fn bench(cmd: BenchCommand) -> Result<i32> {
 
 fn bench_select(args: BenchSelectArgs) -> Result<i32> {
     let opts = args.select.options(args.device)?;
-    let selector = Selector::load_on(&args.selector, args.device)?;
+    let selector = Selector::load_with(&args.selector, args.device, args.adapter.as_deref())?;
     let docs: Vec<SelectDocument> = (0..args.docs)
         .map(|i| synthetic_document(i, args.words, args.candidates))
         .collect();

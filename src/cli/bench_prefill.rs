@@ -19,6 +19,10 @@ pub struct BenchPrefillArgs {
     /// Model directory (a synth preset such as llama2-7b).
     #[arg(long)]
     pub model: PathBuf,
+    /// A LoRA adapter for the model: a peft directory (adapter_config.json,
+    /// adapter_model.safetensors).
+    #[arg(long)]
+    pub adapter: Option<PathBuf>,
     /// Sequences per forward pass.
     #[arg(long, default_value_t = 8)]
     pub seqs: usize,
@@ -72,7 +76,7 @@ pub fn bench_prefill(args: BenchPrefillArgs) -> Result<i32> {
             "--seqs, --tokens and --runs must be at least 1".into(),
         ));
     }
-    let model = Llama::load_on(&args.model, args.device)?;
+    let model = Llama::load_with(&args.model, args.device, args.adapter.as_deref())?;
     let bs = crate::kv_cache::DEFAULT_BLOCK_SIZE;
     let mut cache = model.new_cache(
         CacheCapacity::Tokens(args.seqs * args.tokens.div_ceil(bs) * bs),

@@ -14,7 +14,7 @@ fn load(input: &ModelInput) -> Result<(Llama, Vec<u32>, RunOptions)> {
             "--chunk and --block-size must be at least 1".into(),
         ));
     }
-    let model = Llama::load_on(&input.model, input.device)?;
+    let model = Llama::load_with(&input.model, input.device, input.adapter.as_deref())?;
     let ids = match (&input.ids, &input.text) {
         (Some(ids), _) => ids.clone(),
         (None, Some(text)) => match &model.tokenizer {

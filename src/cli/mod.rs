@@ -203,6 +203,10 @@ pub struct TagArgs {
     /// the keyphrases.
     #[arg(long)]
     pub selector: Option<PathBuf>,
+    /// A LoRA adapter for the selector (needs --selector): a peft directory (adapter_config.json,
+    /// adapter_model.safetensors).
+    #[arg(long, requires = "selector")]
+    pub adapter: Option<PathBuf>,
     /// Input JSON lines `{"id", "title", "abstract"}` (default: stdin; .gz is decompressed).
     #[arg(long)]
     pub input: Option<PathBuf>,
@@ -379,6 +383,10 @@ pub struct BenchSelectArgs {
     /// Selector directory.
     #[arg(long)]
     pub selector: PathBuf,
+    /// A LoRA adapter for the selector: a peft directory (adapter_config.json,
+    /// adapter_model.safetensors).
+    #[arg(long)]
+    pub adapter: Option<PathBuf>,
     /// Number of synthetic documents.
     #[arg(long, default_value_t = 64)]
     pub docs: usize,
@@ -439,6 +447,10 @@ pub struct SelectArgs {
     /// kpg_selector.json (the prompt template; the documented default otherwise).
     #[arg(long)]
     pub selector: PathBuf,
+    /// A LoRA adapter for the selector: a peft directory (adapter_config.json,
+    /// adapter_model.safetensors).
+    #[arg(long)]
+    pub adapter: Option<PathBuf>,
     /// Input JSON lines `{"id", "title", "abstract", "candidates": [{"phrase", "score"}]}`
     /// (default: stdin).
     #[arg(long)]
@@ -530,6 +542,10 @@ pub struct ModelInput {
     /// GGUF file (weights kept in their blocks, or dequantized with `--gguf-weights f32`).
     #[arg(long)]
     pub model: PathBuf,
+    /// A LoRA adapter for the model: a peft directory (adapter_config.json,
+    /// adapter_model.safetensors).
+    #[arg(long)]
+    pub adapter: Option<PathBuf>,
     /// Input token ids, comma separated (for example `1,5,9`).
     #[arg(
         long,

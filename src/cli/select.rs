@@ -83,7 +83,7 @@ impl BenchSelectOptions {
 
 pub fn select(args: SelectArgs) -> Result<i32> {
     let opts = args.options()?;
-    let selector = Selector::load_on(&args.selector, args.device)?;
+    let selector = Selector::load_with(&args.selector, args.device, args.adapter.as_deref())?;
     let lock = args
         .output
         .as_deref()

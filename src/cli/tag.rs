@@ -14,6 +14,7 @@ use super::output_lock::OutputLock;
 use super::progress::DocProgress;
 use super::resume::{resume_point, Done, Shard};
 use super::TagArgs;
+use crate::backend::DeviceKind;
 use crate::error::{KpgError, Result};
 use crate::one2set::document::parse_document;
 use crate::one2set::Generator;
@@ -115,7 +116,11 @@ pub fn tag(args: TagArgs) -> Result<i32> {
     let models = Arc::new(Models {
         generator: Generator::load(&generator)?,
         ranker: ranker.as_deref().map(Ranker::load).transpose()?,
-        selector: args.selector.as_deref().map(Selector::load).transpose()?,
+        selector: args
+            .selector
+            .as_deref()
+            .map(|dir| Selector::load_with(dir, DeviceKind::Cpu, args.adapter.as_deref()))
+            .transpose()?,
     });
 
     let input = input_lines(args.input.as_deref())?;
@@ -301,6 +306,7 @@ fn describe_job(args: &TagArgs, generator: &Path, ranker: Option<&Path>) -> Resu
     job.set_model("generator", Some(generator))?;
     job.set_model("ranker", ranker)?;
     job.set_model("selector", args.selector.as_deref())?;
+    job.set_model("adapter", args.adapter.as_deref())?;
     job.set("threshold", args.threshold.to_string());
     job.set(
         "shard",

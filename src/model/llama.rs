@@ -18,6 +18,7 @@ use crate::backend::DeviceKind;
 use crate::error::{KpgError, Result};
 use crate::kv_cache::{BlockTable, CacheCapacity, CacheShape, PagedKvCache};
 use crate::model::config::LlamaConfig;
+use crate::model::lora::LoraAdapter;
 use crate::model::weights::{TensorRef, WeightFiles};
 use crate::tokenizer::Tokenizer;
 
@@ -46,6 +47,8 @@ pub struct Llama {
     final_norm: Vec<f32>, // [hidden]
     lm_head: TensorRef,   // [vocab, hidden]; the embedding when tied
     rope: RopeTable,
+    /// A LoRA adapter: applied beside the projections on the CPU, merged into them on the GPU.
+    pub adapter: Option<LoraAdapter>,
     /// The weights on the GPU, when loaded with `--device cuda`; forward passes then run there.
     #[cfg(feature = "cuda")]
     cuda: Option<crate::model::llama_cuda::CudaLlama>,
@@ -113,9 +116,22 @@ impl Llama {
     /// Loads the model for `device`: on CUDA the weights are uploaded to GPU 0 (bf16) and every
     /// forward pass runs there.
     pub fn load_on(dir: &Path, device: DeviceKind) -> Result<Self> {
+        Self::load_with(dir, device, None)
+    }
+
+    /// As [`Llama::load_on`], with the LoRA adapter of a peft directory, when given.
+    pub fn load_with(dir: &Path, device: DeviceKind, adapter: Option<&Path>) -> Result<Self> {
         device.require_built()?;
         #[allow(unused_mut)]
         let mut model = Self::load_host(dir)?;
+        if let Some(adapter) = adapter {
+            let adapter = LoraAdapter::load(adapter)?;
+            adapter.check(|name| match model.files.tensor(name) {
+                Ok(t) if t.shape.len() == 2 => Some([t.shape[0], t.shape[1]]),
+                _ => None,
+            })?;
+            model.adapter = Some(adapter);
+        }
         #[cfg(feature = "cuda")]
         if device == DeviceKind::Cuda {
             let dev = crate::backend::cuda::CudaDevice::new(0)?;
@@ -163,6 +179,7 @@ impl Llama {
         CudaLlama::upload(
             dev,
             &self.files,
+            self.adapter.as_ref(),
             &layers,
             &self.embed,
             lm_head,
@@ -263,6 +280,7 @@ impl Llama {
             layers,
             final_norm,
             lm_head,
+            adapter: None,
             #[cfg(feature = "cuda")]
             cuda: None,
         })
@@ -357,6 +375,13 @@ impl Llama {
         rayon::scope(|_| self.forward_cpu(cache, ws, batch, which, tokens))
     }
 
+    /// y += the adapter's update of weight `w` applied to x, when it has one.
+    fn add_lora(&self, w: &TensorRef, y: &mut [f32], x: &[f32], rows: usize) {
+        if let Some(update) = self.adapter.as_ref().and_then(|a| a.update(&w.name)) {
+            update.apply(y, x, rows);
+        }
+    }
+
     /// The layers and logits on the CPU, for a batch whose metadata `forward` has built.
     fn forward_cpu<'w>(
         &self,
@@ -394,6 +419,9 @@ impl Llama {
                 tokens,
                 &mut ws.linear,
             );
+            self.add_lora(&layer.q_proj, q, h, tokens);
+            self.add_lora(&layer.k_proj, k, h, tokens);
+            self.add_lora(&layer.v_proj, v, h, tokens);
             self.rope.rope_forward(q, &ws.token_pos);
             self.rope.rope_forward(k, &ws.token_pos);
             cache.write_kv(l, &ws.slot_mapping, k, v);
@@ -414,6 +442,7 @@ impl Llama {
                 tokens,
                 &mut ws.linear,
             );
+            self.add_lora(&layer.o_proj, proj, attn, tokens);
             residual_add_forward(x, proj);
 
             rmsnorm_forward(h, x, &layer.post_norm, c.rms_norm_eps);
@@ -429,6 +458,8 @@ impl Llama {
                 tokens,
                 &mut ws.linear,
             );
+            self.add_lora(&layer.gate_proj, gate, h, tokens);
+            self.add_lora(&layer.up_proj, up, h, tokens);
             silu_mul_forward(gate, up);
             linear_forward(
                 proj,
@@ -437,6 +468,7 @@ impl Llama {
                 tokens,
                 &mut ws.linear,
             );
+            self.add_lora(&layer.down_proj, proj, gate, tokens);
             residual_add_forward(x, proj);
         }
         for s in batch.iter_mut() {

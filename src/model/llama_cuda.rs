@@ -19,7 +19,8 @@ use crate::backend::cuda::{gemm, CudaDevice, Scratch};
 use crate::error::Result;
 use crate::kv_cache::PagedKvCache;
 use crate::model::config::LlamaConfig;
-use crate::model::weights::{TensorRef, WeightFiles};
+use crate::model::lora::LoraAdapter;
+use crate::model::weights::{DType, TensorRef, WeightFiles, WeightView};
 
 struct CudaLayer {
     input_norm: CudaSlice<f32>, // [hidden]
@@ -116,10 +117,13 @@ fn upload_norm(dev: &CudaDevice, host: &[f32], name: &str) -> Result<CudaSlice<f
     dev.upload(host, &format!("norm weight `{name}`"))
 }
 
-/// Uploads tensors stacked along their rows into one device matrix (fused projections).
+/// Uploads tensors stacked along their rows into one device matrix (fused projections), each
+/// with its LoRA update merged in (in f32 on the host, then rounded to bf16 once) when the
+/// adapter has one.
 fn upload_stacked(
     dev: &CudaDevice,
     files: &WeightFiles,
+    adapter: Option<&LoraAdapter>,
     parts: &[&TensorRef],
 ) -> Result<CudaSlice<bf16>> {
     let total: usize = parts.iter().map(|t| t.numel()).sum();
@@ -128,7 +132,24 @@ fn upload_stacked(
     let mut at = 0;
     for t in parts {
         let n = t.numel();
-        upload_bf16_into(dev, files.view(t), &mut out.slice_mut(at..at + n), &t.name)?;
+        let dst = &mut out.slice_mut(at..at + n);
+        match adapter.and_then(|a| a.update(&t.name)) {
+            None => upload_bf16_into(dev, files.view(t), dst, &t.name)?,
+            Some(update) => {
+                let view = files.view(t);
+                let mut merged = vec![0f32; n];
+                crate::backend::cpu::convert::to_f32(view.dtype, view.bytes, &mut merged);
+                for (w, d) in merged.iter_mut().zip(update.delta()) {
+                    *w += d;
+                }
+                let merged_view = WeightView {
+                    dtype: DType::F32,
+                    shape: &t.shape,
+                    bytes: bytemuck::cast_slice(&merged),
+                };
+                upload_bf16_into(dev, merged_view, dst, &t.name)?
+            }
+        }
         at += n;
     }
     Ok(out)
@@ -154,6 +175,7 @@ impl CudaLlama {
     pub fn upload(
         dev: &Arc<CudaDevice>,
         files: &WeightFiles,
+        adapter: Option<&LoraAdapter>,
         layers: &[HostLayer<'_>],
         embed: &TensorRef,
         lm_head: Option<&TensorRef>,
@@ -164,19 +186,19 @@ impl CudaLlama {
         for l in layers {
             out.push(CudaLayer {
                 input_norm: upload_norm(dev, l.input_norm, "input_layernorm")?,
-                qkv_proj: upload_stacked(dev, files, &[l.q_proj, l.k_proj, l.v_proj])?,
-                o_proj: upload_stacked(dev, files, &[l.o_proj])?,
+                qkv_proj: upload_stacked(dev, files, adapter, &[l.q_proj, l.k_proj, l.v_proj])?,
+                o_proj: upload_stacked(dev, files, adapter, &[l.o_proj])?,
                 post_norm: upload_norm(dev, l.post_norm, "post_attention_layernorm")?,
-                gate_up: upload_stacked(dev, files, &[l.gate_proj, l.up_proj])?,
-                down_proj: upload_stacked(dev, files, &[l.down_proj])?,
+                gate_up: upload_stacked(dev, files, adapter, &[l.gate_proj, l.up_proj])?,
+                down_proj: upload_stacked(dev, files, adapter, &[l.down_proj])?,
             });
         }
         Ok(CudaLlama {
             dev: dev.clone(),
             layers: out,
-            embed: upload_stacked(dev, files, &[embed])?,
+            embed: upload_stacked(dev, files, None, &[embed])?,
             lm_head: lm_head
-                .map(|t| upload_stacked(dev, files, &[t]))
+                .map(|t| upload_stacked(dev, files, None, &[t]))
                 .transpose()?,
             final_norm: upload_norm(dev, final_norm, "model.norm")?,
             inv_freq: dev.upload(inv_freq, "RoPE frequencies")?,

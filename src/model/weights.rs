@@ -399,6 +399,35 @@ impl WeightFiles {
         }
     }
 
+    /// One safetensors file of any name (a LoRA adapter's), mapped.
+    pub fn open_file(path: &Path) -> Result<Self> {
+        let mut files = WeightFiles {
+            dir: path.parent().unwrap_or(Path::new(".")).to_path_buf(),
+            shards: Vec::new(),
+            tensors: HashMap::new(),
+        };
+        files.add_shard(path, None)?;
+        Ok(files)
+    }
+
+    /// Every tensor's name, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.tensors.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// The tensor `name`, whatever its shape.
+    pub fn tensor(&self, name: &str) -> Result<TensorRef> {
+        self.tensors
+            .get(name)
+            .cloned()
+            .ok_or_else(|| KpgError::MissingTensor {
+                name: name.to_string(),
+                path: self.describe_location(),
+            })
+    }
+
     /// The tensor `name`, checked against the shape the model expects.
     pub fn get(&self, name: &str, expected: &[usize]) -> Result<TensorRef> {
         let t = self

@@ -88,7 +88,12 @@ impl Selector {
 
     /// Loads the selector with its model on `device` (`Llama::load_on`).
     pub fn load_on(dir: &Path, device: DeviceKind) -> Result<Self> {
-        let model = Llama::load_on(dir, device)?;
+        Self::load_with(dir, device, None)
+    }
+
+    /// As [`Selector::load_on`], with a LoRA adapter (a peft directory) on the model.
+    pub fn load_with(dir: &Path, device: DeviceKind, adapter: Option<&Path>) -> Result<Self> {
+        let model = Llama::load_with(dir, device, adapter)?;
         let mut config = SelectorConfig::from_dir(dir)?;
         config.chat = match (config.chat_template, &model.chat_template) {
             (ChatMode::Off, _) | (ChatMode::Auto, None) => None,
