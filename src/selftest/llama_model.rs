@@ -32,6 +32,10 @@ pub fn checks() -> Vec<Check> {
             name: "llama logits vs transformers fixtures",
             run: golden_check,
         },
+        Check {
+            name: "lora adapters vs peft fixtures",
+            run: lora_check,
+        },
     ]
 }
 
@@ -177,6 +181,58 @@ fn selection_check(_dev: &CudaDevice) -> Result<Vec<CheckResult>> {
     let mut row = CheckResult::exact("selection: decisions and p_true", compared, mismatch);
     row.max_abs = worst;
     Ok(vec![row])
+}
+
+/// The LoRA fixtures of `tests/fixtures/lora` (peft's logits, f32) with the adapter merged into
+/// the bf16 weights on the GPU.
+fn lora_check(_dev: &CudaDevice) -> Result<Vec<CheckResult>> {
+    let root = std::env::var_os("KPG_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("tests/fixtures"));
+    let Ok(entries) = std::fs::read_dir(root.join("lora")) else {
+        return Ok(vec![CheckResult::skipped(
+            "lora fixtures",
+            format!(
+                "skipped: no {} (run from the repository root or set KPG_FIXTURES)",
+                root.join("lora").display()
+            ),
+        )]);
+    };
+    let mut dirs: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    dirs.sort();
+    let mut rows = Vec::new();
+    for dir in dirs {
+        let path = dir.join("golden.json");
+        let text = std::fs::read_to_string(&path).map_err(|e| KpgError::io(&path, e))?;
+        let golden: Value =
+            serde_json::from_str(&text).map_err(|e| KpgError::Json { path, source: e })?;
+        let base = root.join("llama").join(golden["base"].as_str().unwrap_or(""));
+        let model = Llama::load_with(&base, DeviceKind::Cuda, Some(&dir))?;
+        let case = dir.file_name().unwrap_or_default().to_string_lossy().to_string();
+        for (i, seq) in golden["sequences"].as_array().into_iter().flatten().enumerate() {
+            let ids: Vec<u32> = seq["ids"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.as_u64().map(|x| x as u32))
+                .collect();
+            let want: Vec<f32> = seq["logits"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|r| r.as_array().into_iter().flatten())
+                .filter_map(|v| v.as_f64().map(|x| x as f32))
+                .collect();
+            let got = teacher_forced_logits(&model, &ids, &RunOptions::default())?;
+            rows.push(compare_model(
+                format!("lora {case} seq {i} logits"),
+                &got,
+                &want,
+                MODEL_BF16,
+            ));
+        }
+    }
+    Ok(rows)
 }
 
 fn golden_check(_dev: &CudaDevice) -> Result<Vec<CheckResult>> {
