@@ -22,7 +22,7 @@ models=target/bench-models
 [ -f "$models/tiny-f32/config.json" ] || "$kpg" synth --arch llama --preset tiny --dtype f32 --out "$models/tiny-f32"
 
 echo "== LLaMA forward, small preset, f32 (criterion; see target/criterion for details)" >&2
-cargo bench --quiet --bench cpu_forward -- --noplot 2>/dev/null | grep -E '^cpu_forward|time:|thrpt:' | tee "$out/cpu_forward.txt" >&2
+cargo bench --quiet -p kpg-extras --bench cpu_forward -- --noplot 2>/dev/null | grep -E '^cpu_forward|time:|thrpt:' | tee "$out/cpu_forward.txt" >&2
 log "$("$py" tools/peer_cpu_forward.py --model "$models/small-f32" --repeats 10 2>/dev/null)"
 
 echo "== Selector, tiny preset" >&2

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""The transformers peer of `cargo bench --bench cpu_forward`: the same synth model, the same
+"""The transformers peer of `cargo bench -p kpg-extras --bench cpu_forward`: the same synth model, the same
 prompt, float32 on the CPU, with as many threads as kpg uses (all cores).
 
-    cargo bench --bench cpu_forward            # writes target/bench-models/small-f32 on first use
+    cargo bench -p kpg-extras --bench cpu_forward            # writes target/bench-models/small-f32 on first use
     python tools/peer_cpu_forward.py --model target/bench-models/small-f32
 
 Prints one JSON line: prefill tokens/s (one PROMPT-token forward) and decode tokens/s (DECODE_STEPS

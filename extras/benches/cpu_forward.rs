@@ -1,7 +1,7 @@
 //! CPU forward throughput of the LLaMA model on a synth model: prefill tokens/s (one sequence of
 //! PROMPT tokens, one chunk) and decode tokens/s (one token at a time through the paged cache).
 //!
-//! `cargo bench --bench cpu_forward` writes the `small` preset (f32) to `target/bench-models/` on
+//! `cargo bench -p kpg-extras --bench cpu_forward` writes the `small` preset (f32) to `target/bench-models/` on
 //! first use; `KPG_BENCH_PRESET` and `KPG_BENCH_DTYPE` choose another. The transformers peer on the
 //! same model and inputs is `tools/peer_cpu_forward.py`; see docs/PERF.md.
 
@@ -20,7 +20,7 @@ fn bench_model() -> Llama {
     let preset = std::env::var("KPG_BENCH_PRESET").unwrap_or_else(|_| "small".into());
     let dtype = std::env::var("KPG_BENCH_DTYPE").unwrap_or_else(|_| "f32".into());
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("target/bench-models")
+        .join("../target/bench-models")
         .join(format!("{preset}-{dtype}"));
     if !dir.join("config.json").exists() {
         let config = kpg::synth::llama_preset(&preset).expect("preset");

@@ -1,7 +1,7 @@
 //! The integer dot products of ggml blocks (`kpg::backend::cpu::quant::dot_row`): nanoseconds a
 //! block of 32 weights, for rows of 576 (SmolLM2's hidden size) streamed from 4096 rows (1.5 MB of
 //! Q4_1: in the last-level cache, as a decode step's weights are not; the figure is the kernel's,
-//! not the memory's). `cargo bench --bench quant_dot`; docs/PERF.md has the figures.
+//! not the memory's). `cargo bench -p kpg-extras --bench quant_dot`; docs/PERF.md has the figures.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use half::f16;

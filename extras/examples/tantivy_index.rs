@@ -3,7 +3,7 @@
 //! on that field.
 //!
 //! ```sh
-//! cargo run --release --example tantivy_index -- --generator models/generator \
+//! cargo run --release -p kpg-extras --example tantivy_index -- --generator models/generator \
 //!     [--ranker DIR] [--selector DIR] [--input examples/abstracts.jsonl] \
 //!     [--query "optimal transport"] [--threshold X]
 //! ```
@@ -35,7 +35,7 @@ fn parse_args() -> Result<Args, String> {
         selector: None,
         input: PathBuf::from(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/examples/abstracts.jsonl"
+            "/../examples/abstracts.jsonl"
         )),
         query: None,
         threshold: kpg::pipeline::DEFAULT_THRESHOLD,
