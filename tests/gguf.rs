@@ -227,3 +227,54 @@ fn a_sentencepiece_vocabulary_gives_llama_cpp_ids() {
         assert_eq!(got["ids"], case["ids"], "{text:?}");
     }
 }
+
+/// LLaMA 3.1's per-frequency RoPE factors (`rope_freqs.weight`): every factor 2 divides every
+/// frequency by 2, as linear scaling of factor 2 does in the Hugging Face config. The fixture is
+/// tiny-q8_0.gguf with that tensor added (`tools/make_gguf_model.py ... 2`).
+#[test]
+fn rope_freqs_divide_the_frequencies() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, _) = tiny_pair(tmp.path());
+    let config_path = std::path::Path::new(&dir).join("config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
+    config["rope_parameters"]["rope_type"] = "linear".into();
+    config["rope_parameters"]["factor"] = 2.0.into();
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    let gguf = common::fixtures().join("gguf/tiny-q8_0-rope-freqs2.gguf");
+    let plain = common::fixtures().join("gguf/tiny-q8_0.gguf");
+    let ids = "1,5,9,300,77,1000,2,640,17,18,19,20,21,22,23,24";
+    let logits = |model: &str| -> Vec<Vec<f32>> {
+        let v = stdout_json(&kpg(&[
+            "--gguf-weights",
+            "f32",
+            "debug",
+            "logits",
+            "--model",
+            model,
+            "--ids",
+            ids,
+        ]));
+        serde_json::from_value(v["logits"].clone()).unwrap()
+    };
+    let want = logits(&dir);
+    let worst = |got: &[Vec<f32>]| {
+        want.iter()
+            .zip(got)
+            .map(|(w, g)| {
+                let scale = w.iter().fold(0f32, |m, x| m.max(x.abs()));
+                let diff = w.iter().zip(g).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+                diff / scale
+            })
+            .fold(0f32, f32::max)
+    };
+    // Q8_0 weights: within 2% of the largest logit, as the test above.
+    let with_factors = worst(&logits(gguf.to_str().unwrap()));
+    assert!(with_factors <= 0.02, "{with_factors}");
+    // Without the factors the positions rotate twice as fast: far off.
+    let without = worst(&logits(plain.to_str().unwrap()));
+    assert!(
+        without > 5.0 * with_factors,
+        "{without} against {with_factors}"
+    );
+}

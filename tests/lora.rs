@@ -27,7 +27,10 @@ fn logits(model: &PathBuf, adapter: Option<&PathBuf>, ids: &str) -> Vec<Vec<f32>
         args.push("--adapter".into());
         args.push(a.to_str().unwrap().into());
     }
-    let out = std::process::Command::new(common::kpg_bin()).args(&args).output().unwrap();
+    let out = std::process::Command::new(common::kpg_bin())
+        .args(&args)
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "{}",
@@ -58,10 +61,7 @@ fn adapters_give_peft_logits() {
             let want: Vec<Vec<f32>> = serde_json::from_value(seq["logits"].clone()).unwrap();
             let got = logits(&base, Some(&adapter), &ids);
             let plain = logits(&base, None, &ids);
-            let largest = want
-                .iter()
-                .flatten()
-                .fold(0f32, |m, x| m.max(x.abs()));
+            let largest = want.iter().flatten().fold(0f32, |m, x| m.max(x.abs()));
             let err = |a: &[Vec<f32>]| {
                 a.iter()
                     .flatten()
@@ -90,7 +90,14 @@ fn a_wrong_or_unsupported_adapter_is_named() {
     let src = fixtures().join("lora/mha_f32_r4_all");
     let run = |adapter: &std::path::Path| {
         let out = std::process::Command::new(common::kpg_bin())
-            .args(["debug", "logits", "--model", base.to_str().unwrap(), "--ids", "1,2"])
+            .args([
+                "debug",
+                "logits",
+                "--model",
+                base.to_str().unwrap(),
+                "--ids",
+                "1,2",
+            ])
             .arg("--adapter")
             .arg(adapter)
             .output()
@@ -101,7 +108,10 @@ fn a_wrong_or_unsupported_adapter_is_named() {
     // An adapter of another base model (the bf16 case's shapes).
     let other = fixtures().join("lora/mqa_bf16_rslora_r8");
     let err = run(&other);
-    assert!(err.contains("down_proj") && err.contains("expected [64, 96]"), "{err}");
+    assert!(
+        err.contains("down_proj") && err.contains("expected [64, 96]"),
+        "{err}"
+    );
     // DoRA, which kpg does not apply.
     let dora = tmp.path().join("dora");
     std::fs::create_dir(&dora).unwrap();

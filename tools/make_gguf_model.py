@@ -8,6 +8,13 @@ which tests/gguf.rs loads both ways and compares:
     kpg synth --arch llama --preset tiny --seed 0 --out /tmp/tiny
     ~/venv-gguf/bin/python tools/make_gguf_model.py /tmp/tiny tests/fixtures/gguf/tiny-q8_0.gguf
 
+With a third argument F, it also writes `rope_freqs.weight` (LLaMA 3.1's per-frequency RoPE
+factors, as convert_hf_to_gguf.py writes them) with every factor F: tests/gguf.rs holds
+tests/fixtures/gguf/tiny-q8_0-rope-freqs2.gguf to the HF model with linear RoPE scaling of factor 2,
+which divides every frequency by 2 just as llama.cpp divides by these factors.
+
+    ~/venv-gguf/bin/python tools/make_gguf_model.py /tmp/tiny tests/fixtures/gguf/tiny-q8_0-rope-freqs2.gguf 2
+
 Needs gguf==0.19.0 and numpy (the safetensors and tokenizer.json files are read by hand).
 """
 import json
@@ -41,7 +48,7 @@ def permute(w, n_head):
             .reshape(w.shape))
 
 
-def main(src, dst):
+def main(src, dst, rope_freqs=None):
     config = json.load(open(f"{src}/config.json"))
     tok = json.load(open(f"{src}/tokenizer.json"))
     weights = read_safetensors(f"{src}/model.safetensors")
@@ -97,6 +104,8 @@ def main(src, dst):
             w.add_tensor(out, np.ascontiguousarray(t).astype(np.float16))
         else:
             w.add_tensor(out, np.ascontiguousarray(t))
+    if rope_freqs is not None:
+        w.add_tensor("rope_freqs.weight", np.full(config["head_dim"] // 2, rope_freqs, dtype=np.float32))
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
@@ -104,4 +113,4 @@ def main(src, dst):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(sys.argv[1], sys.argv[2], float(sys.argv[3]) if len(sys.argv) > 3 else None)

@@ -14,7 +14,12 @@ const BLOCKS: usize = 576 / QK;
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("quant_dot");
     group.throughput(Throughput::Elements((ROWS * BLOCKS) as u64));
-    for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_1, GgmlType::Q8_0] {
+    for ty in [
+        GgmlType::Q4_0,
+        GgmlType::Q4_1,
+        GgmlType::Q5_1,
+        GgmlType::Q8_0,
+    ] {
         let bytes = ty.block().1 as usize;
         let mut w: Vec<u8> = (0..ROWS * BLOCKS * bytes)
             .map(|i| (i * 7 % 251) as u8)

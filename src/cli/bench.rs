@@ -1,6 +1,7 @@
 //! `kpg bench`: throughput figures as JSON on stdout, comparable between runs and with the peers
 //! in `tools/`.
 
+use crate::model::llama::LoadOptions;
 use std::time::Instant;
 
 use serde_json::json;
@@ -26,7 +27,14 @@ pub fn bench(cmd: BenchCommand) -> Result<i32> {
 
 fn bench_select(args: BenchSelectArgs) -> Result<i32> {
     let opts = args.select.options(args.device)?;
-    let selector = Selector::load_with(&args.selector, args.device, args.adapter.as_deref())?;
+    let selector = Selector::load_with(
+        &args.selector,
+        &LoadOptions {
+            device: args.device,
+            gpu: args.gpu,
+            adapter: args.adapter.as_deref(),
+        },
+    )?;
     let docs: Vec<SelectDocument> = (0..args.docs)
         .map(|i| synthetic_document(i, args.words, args.candidates))
         .collect();

@@ -2,6 +2,7 @@
 //! and the two hardware ceilings it and the attention kernel are judged against (a large bf16
 //! cuBLAS GEMM, a large device-to-device copy), measured in the same run.
 
+use crate::model::llama::LoadOptions;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -35,6 +36,9 @@ pub struct BenchPrefillArgs {
     /// Where the model runs.
     #[arg(long, value_enum, default_value = "cpu")]
     pub device: DeviceKind,
+    /// GPU ordinal (with --device cuda).
+    #[arg(long, default_value_t = 0)]
+    pub gpu: usize,
 }
 
 #[derive(Args, Debug)]
@@ -76,7 +80,14 @@ pub fn bench_prefill(args: BenchPrefillArgs) -> Result<i32> {
             "--seqs, --tokens and --runs must be at least 1".into(),
         ));
     }
-    let model = Llama::load_with(&args.model, args.device, args.adapter.as_deref())?;
+    let model = Llama::load_with(
+        &args.model,
+        &LoadOptions {
+            device: args.device,
+            gpu: args.gpu,
+            adapter: args.adapter.as_deref(),
+        },
+    )?;
     let bs = crate::kv_cache::DEFAULT_BLOCK_SIZE;
     let mut cache = model.new_cache(
         CacheCapacity::Tokens(args.seqs * args.tokens.div_ceil(bs) * bs),

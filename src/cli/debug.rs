@@ -1,6 +1,7 @@
 //! `kpg debug logits` and `kpg debug generate`: the model seen from outside, as JSON, for golden
 //! tests against transformers and for tools.
 
+use crate::model::llama::LoadOptions;
 use serde_json::json;
 
 use super::{print_line, GenerateArgs, LoadArgs, LogitsArgs, ModelInput};
@@ -14,7 +15,14 @@ fn load(input: &ModelInput) -> Result<(Llama, Vec<u32>, RunOptions)> {
             "--chunk and --block-size must be at least 1".into(),
         ));
     }
-    let model = Llama::load_with(&input.model, input.device, input.adapter.as_deref())?;
+    let model = Llama::load_with(
+        &input.model,
+        &LoadOptions {
+            device: input.device,
+            gpu: input.gpu,
+            adapter: input.adapter.as_deref(),
+        },
+    )?;
     let ids = match (&input.ids, &input.text) {
         (Some(ids), _) => ids.clone(),
         (None, Some(text)) => match &model.tokenizer {

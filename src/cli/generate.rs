@@ -47,10 +47,10 @@ pub fn generate(args: GenerateKeyphrasesArgs) -> Result<i32> {
     read_failure.check()?;
     let secs = progress.elapsed();
     eprintln!(
-        "kpg generate: {} documents ({} failed), {} candidates, {:.1} s, {:.1} documents/s",
-        summary.documents,
+        "kpg generate: {} ({} failed), {}, {:.1} s, {:.1} documents/s",
+        super::plural::count(summary.documents, "document"),
         summary.failed,
-        summary.candidates,
+        super::plural::count(summary.candidates, "candidate"),
         secs,
         summary.documents as f64 / secs.max(1e-9)
     );

@@ -86,8 +86,9 @@ impl Progress {
             self.last = Instant::now();
             let secs = self.start.elapsed().as_secs_f64();
             eprintln!(
-                "kpg {}: {documents} documents, {:.1} documents/s",
+                "kpg {}: {}, {:.1} documents/s",
                 self.what,
+                super::plural::count(documents, "document"),
                 documents as f64 / secs
             );
         }

@@ -15,6 +15,7 @@ mod generate;
 mod job;
 mod lines;
 mod output_lock;
+mod plural;
 mod progress;
 mod ranker;
 mod resume;
@@ -399,10 +400,13 @@ pub struct BenchSelectArgs {
     /// Write the token programs and kpg's decisions here, for tools/peer_select.py.
     #[arg(long)]
     pub dump: Option<PathBuf>,
-    /// Where the model runs: `cpu` (f32) or `cuda` (bf16 on GPU 0; needs a build with
+    /// Where the model runs: `cpu` (f32) or `cuda` (bf16 on the GPU that --gpu names; needs a build with
     /// `--features cuda`).
     #[arg(long, value_enum, default_value = "cpu")]
     pub device: crate::backend::DeviceKind,
+    /// GPU ordinal (with --device cuda).
+    #[arg(long, default_value_t = 0)]
+    pub gpu: usize,
     #[command(flatten)]
     pub select: BenchSelectOptions,
 }
@@ -471,10 +475,13 @@ pub struct SelectArgs {
     /// Rerank: keep this many candidates, the most likely, instead of a threshold.
     #[arg(long, requires = "rerank")]
     pub top_k: Option<usize>,
-    /// Where the model runs: `cpu` (f32) or `cuda` (bf16 on GPU 0; needs a build with
+    /// Where the model runs: `cpu` (f32) or `cuda` (bf16 on the GPU that --gpu names; needs a build with
     /// `--features cuda`).
     #[arg(long, value_enum, default_value = "cpu")]
     pub device: crate::backend::DeviceKind,
+    /// GPU ordinal (with --device cuda).
+    #[arg(long, default_value_t = 0)]
+    pub gpu: usize,
     #[command(flatten)]
     pub cache: CacheArgs,
 }
@@ -487,7 +494,8 @@ pub enum DebugCommand {
     Generate(GenerateArgs),
     /// Load a model and print what loading cost: wall time and resident memory added (JSON).
     Load(LoadArgs),
-    /// Solve training's target-assignment problems from a JSON file and print the results.
+    /// Solve training's target-assignment problems from a JSON file and print the results (in
+    /// f64, on the CPU and on the GPU alike).
     ///
     /// Input `{"tau", "top_k", "eps", "iters", "problems": [{"score": [[...]], "has_null"}]}`
     /// (the parameters are optional: 10, 3, 1e-3, 100), each score `[targets][slots]`, the null
@@ -563,10 +571,13 @@ pub struct ModelInput {
     /// Tokens per KV-cache block.
     #[arg(long, default_value_t = DEFAULT_BLOCK_SIZE)]
     pub block_size: usize,
-    /// Where the model runs: `cpu` (f32) or `cuda` (bf16 on GPU 0; needs a build with
+    /// Where the model runs: `cpu` (f32) or `cuda` (bf16 on the GPU that --gpu names; needs a build with
     /// `--features cuda`).
     #[arg(long, value_enum, default_value = "cpu")]
     pub device: crate::backend::DeviceKind,
+    /// GPU ordinal (with --device cuda).
+    #[arg(long, default_value_t = 0)]
+    pub gpu: usize,
 }
 
 #[derive(Args, Debug)]

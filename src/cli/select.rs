@@ -5,6 +5,7 @@ use super::output_lock::OutputLock;
 use super::{BenchSelectOptions, CacheArgs, SelectArgs};
 use crate::backend::DeviceKind;
 use crate::error::{KpgError, Result};
+use crate::model::llama::LoadOptions;
 use crate::select::run::{select_lines, SelectOptions, SelectSummary};
 use crate::select::scheduler::SchedulerOptions;
 use crate::select::{CandidateOrder, SelectMode, Selector};
@@ -83,7 +84,14 @@ impl BenchSelectOptions {
 
 pub fn select(args: SelectArgs) -> Result<i32> {
     let opts = args.options()?;
-    let selector = Selector::load_with(&args.selector, args.device, args.adapter.as_deref())?;
+    let selector = Selector::load_with(
+        &args.selector,
+        &LoadOptions {
+            device: args.device,
+            gpu: args.gpu,
+            adapter: args.adapter.as_deref(),
+        },
+    )?;
     let lock = args
         .output
         .as_deref()
@@ -105,11 +113,11 @@ pub fn select(args: SelectArgs) -> Result<i32> {
     read_failure.check()?;
     let secs = progress.elapsed();
     eprintln!(
-        "kpg select: {} documents ({} failed), {} candidates, {} choice steps, {:.1} s, {:.1} documents/s",
-        summary.documents,
+        "kpg select: {} ({} failed), {}, {}, {:.1} s, {:.1} documents/s",
+        super::plural::count(summary.documents, "document"),
         summary.failed,
-        summary.candidates,
-        summary.stats.choice_steps,
+        super::plural::count(summary.candidates, "candidate"),
+        super::plural::count(summary.stats.choice_steps, "choice step"),
         secs,
         summary.documents as f64 / secs.max(1e-9)
     );

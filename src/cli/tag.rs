@@ -14,8 +14,8 @@ use super::output_lock::OutputLock;
 use super::progress::DocProgress;
 use super::resume::{resume_point, Done, Shard};
 use super::TagArgs;
-use crate::backend::DeviceKind;
 use crate::error::{KpgError, Result};
+use crate::model::llama::LoadOptions;
 use crate::one2set::document::parse_document;
 use crate::one2set::Generator;
 use crate::pipeline::stages::{self, Batch, Item, Models, StageOptions};
@@ -119,7 +119,13 @@ pub fn tag(args: TagArgs) -> Result<i32> {
         selector: args
             .selector
             .as_deref()
-            .map(|dir| Selector::load_with(dir, DeviceKind::Cpu, args.adapter.as_deref()))
+            .map(|dir| {
+                let opts = LoadOptions {
+                    adapter: args.adapter.as_deref(),
+                    ..LoadOptions::default()
+                };
+                Selector::load_with(dir, &opts)
+            })
             .transpose()?,
     });
 
@@ -220,12 +226,11 @@ pub fn tag(args: TagArgs) -> Result<i32> {
         String::new()
     };
     eprintln!(
-        "kpg tag: {} documents ({} failed, {} with warnings), {} keyphrases, {:.1} s, \
-         {:.1} documents/s{resumed}",
-        summary.documents,
+        "kpg tag: {} ({} failed, {} with warnings), {}, {:.1} s, {:.1} documents/s{resumed}",
+        super::plural::count(summary.documents, "document"),
         summary.failed,
         summary.warned,
-        summary.keyphrases,
+        super::plural::count(summary.keyphrases, "keyphrase"),
         secs,
         summary.documents as f64 / secs.max(1e-9)
     );

@@ -20,7 +20,7 @@ use super::header::{Header, TensorInfo, Value};
 use super::types::GgmlType;
 use super::GgufFile;
 use crate::error::{KpgError, Result};
-use crate::model::config::LlamaConfig;
+use crate::model::config::{LlamaConfig, RopeScaling};
 use crate::model::weights::{DType, TensorRef, WeightFiles};
 
 /// How a GGUF file's quantized weights are held.
@@ -112,13 +112,6 @@ pub fn config(file: &GgufFile) -> Result<LlamaConfig> {
             ));
         }
     }
-    if h.tensors.iter().any(|t| t.name == "rope_freqs.weight") {
-        return Err(gguf_err(
-            path,
-            "per-frequency RoPE factors (`rope_freqs.weight`, LLaMA 3.1 scaling) are not \
-             supported yet",
-        ));
-    }
     let mut config = json!({
         "model_type": "llama",
         "hidden_size": hidden,
@@ -155,8 +148,47 @@ pub fn config(file: &GgufFile) -> Result<LlamaConfig> {
         }
     }
     config["eos_token_id"] = json!(eos);
-    LlamaConfig::from_json(&config, path)
+    let mut config = LlamaConfig::from_json(&config, path)?;
+    if let Some(factors) = rope_factors(file, config.head_dim)? {
+        config.rope.scaling = RopeScaling::Factors(factors);
+    }
+    Ok(config)
 }
+
+/// `rope_freqs.weight`, LLaMA 3.1's per-frequency RoPE divisors as llama.cpp's converter writes
+/// them: head_dim / 2 positive f32 values.
+fn rope_factors(file: &GgufFile, head_dim: usize) -> Result<Option<Vec<f64>>> {
+    let (h, path) = (&file.header, file.path.as_path());
+    let Some(t) = h.tensors.iter().find(|t| t.name == ROPE_FREQS) else {
+        return Ok(None);
+    };
+    if t.ggml_type != GgmlType::F32 || t.dims.iter().product::<u64>() != (head_dim / 2) as u64 {
+        return Err(gguf_err(
+            path,
+            format!(
+                "`{ROPE_FREQS}` is {} {:?}, not F32 [{}] (head_dim / 2)",
+                t.ggml_type,
+                t.dims,
+                head_dim / 2
+            ),
+        ));
+    }
+    let at = (h.data_offset + t.offset) as usize;
+    let factors: Vec<f64> = file.bytes()[at..at + t.bytes as usize]
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64)
+        .collect();
+    if let Some(bad) = factors.iter().find(|f| !(f.is_finite() && **f > 0.0)) {
+        return Err(gguf_err(
+            path,
+            format!("`{ROPE_FREQS}` holds {bad}; RoPE factors must be positive"),
+        ));
+    }
+    Ok(Some(factors))
+}
+
+/// The tensor of per-frequency RoPE factors: read into the config, not a weight.
+const ROPE_FREQS: &str = "rope_freqs.weight";
 
 fn tensor<'a>(h: &'a Header, name: &str, path: &Path) -> Result<&'a TensorInfo> {
     h.tensors
@@ -195,10 +227,14 @@ fn hf_name(name: &str) -> Option<String> {
 }
 
 /// Every tensor of the file, renamed, (q, k) put back in HF row order, held as `mode` says.
-pub fn weights(file: &Arc<GgufFile>, config: &LlamaConfig, mode: WeightMode) -> Result<WeightFiles> {
+pub fn weights(
+    file: &Arc<GgufFile>,
+    config: &LlamaConfig,
+    mode: WeightMode,
+) -> Result<WeightFiles> {
     let (h, path) = (&file.header, file.path.as_path());
     let mut tensors = Vec::new();
-    for t in &h.tensors {
+    for t in h.tensors.iter().filter(|t| t.name != ROPE_FREQS) {
         let Some(name) = hf_name(&t.name) else {
             return Err(gguf_err(
                 path,

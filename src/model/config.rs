@@ -23,6 +23,9 @@ pub enum RopeScaling {
         high_freq_factor: f64,
         original_max_position_embeddings: f64,
     },
+    /// Every frequency divided by its own factor (a GGUF file's `rope_freqs.weight`, which
+    /// llama.cpp's converter writes for LLaMA 3.1 from the `Llama3` parameters).
+    Factors(Vec<f64>),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -186,6 +189,11 @@ impl LlamaConfig {
                     "original_max_position_embeddings".into(),
                     (*original_max_position_embeddings as u64).into(),
                 );
+            }
+            // No transformers rope_type says this; kpg's own reader does not take it either.
+            RopeScaling::Factors(factors) => {
+                rope.insert("rope_type".into(), "kpg_per_frequency_factors".into());
+                rope.insert("factors".into(), factors.clone().into());
             }
         }
         serde_json::json!({

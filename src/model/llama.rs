@@ -34,6 +34,17 @@ struct LlamaLayer {
     down_proj: TensorRef, // [hidden, intermediate]
 }
 
+/// Where and how a model is loaded.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoadOptions<'a> {
+    /// The backend forward passes run on.
+    pub device: DeviceKind,
+    /// The GPU ordinal, with `DeviceKind::Cuda`.
+    pub gpu: usize,
+    /// A LoRA adapter: a peft directory.
+    pub adapter: Option<&'a Path>,
+}
+
 pub struct Llama {
     pub config: LlamaConfig,
     pub dir: PathBuf,
@@ -116,11 +127,19 @@ impl Llama {
     /// Loads the model for `device`: on CUDA the weights are uploaded to GPU 0 (bf16) and every
     /// forward pass runs there.
     pub fn load_on(dir: &Path, device: DeviceKind) -> Result<Self> {
-        Self::load_with(dir, device, None)
+        Self::load_with(
+            dir,
+            &LoadOptions {
+                device,
+                ..LoadOptions::default()
+            },
+        )
     }
 
-    /// As [`Llama::load_on`], with the LoRA adapter of a peft directory, when given.
-    pub fn load_with(dir: &Path, device: DeviceKind, adapter: Option<&Path>) -> Result<Self> {
+    /// As [`Llama::load_on`], on the GPU `opts.gpu`, with the LoRA adapter of a peft directory
+    /// when `opts.adapter` names one.
+    pub fn load_with(dir: &Path, opts: &LoadOptions<'_>) -> Result<Self> {
+        let (device, adapter) = (opts.device, opts.adapter);
         device.require_built()?;
         #[allow(unused_mut)]
         let mut model = Self::load_host(dir)?;
@@ -134,7 +153,7 @@ impl Llama {
         }
         #[cfg(feature = "cuda")]
         if device == DeviceKind::Cuda {
-            let dev = crate::backend::cuda::CudaDevice::new(0)?;
+            let dev = crate::backend::cuda::CudaDevice::new(opts.gpu)?;
             model.cuda = Some(model.upload(&dev)?);
         }
         Ok(model)

@@ -75,7 +75,11 @@ impl LoraPair {
         for o in 0..out {
             let row = &mut d[o * inp..(o + 1) * inp];
             for k in 0..r {
-                simd::axpy(row, self.scale * self.b[o * r + k], &self.a[k * inp..(k + 1) * inp]);
+                simd::axpy(
+                    row,
+                    self.scale * self.b[o * r + k],
+                    &self.a[k * inp..(k + 1) * inp],
+                );
             }
         }
         d
@@ -125,7 +129,9 @@ impl LoraAdapter {
         let alpha = field("lora_alpha")
             .and_then(Value::as_f64)
             .ok_or_else(|| config_err(&config_path, "lora_alpha", "must be a number"))?;
-        let rslora = field("use_rslora").and_then(Value::as_bool).unwrap_or(false);
+        let rslora = field("use_rslora")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
         let scale = if rslora {
             alpha / (rank as f64).sqrt()
         } else {
@@ -135,9 +141,15 @@ impl LoraAdapter {
             ("use_dora", |v| v.as_bool() == Some(true)),
             ("fan_in_fan_out", |v| v.as_bool() == Some(true)),
             ("bias", |v| v.as_str().is_some_and(|s| s != "none")),
-            ("modules_to_save", |v| v.as_array().is_some_and(|a| !a.is_empty())),
-            ("rank_pattern", |v| v.as_object().is_some_and(|o| !o.is_empty())),
-            ("alpha_pattern", |v| v.as_object().is_some_and(|o| !o.is_empty())),
+            ("modules_to_save", |v| {
+                v.as_array().is_some_and(|a| !a.is_empty())
+            }),
+            ("rank_pattern", |v| {
+                v.as_object().is_some_and(|o| !o.is_empty())
+            }),
+            ("alpha_pattern", |v| {
+                v.as_object().is_some_and(|o| !o.is_empty())
+            }),
             ("layers_to_transform", |v| !v.is_null()),
         ];
         for (name, is_set) in unsupported {
@@ -167,8 +179,13 @@ impl LoraAdapter {
             });
         }
         let files = WeightFiles::open_file(&weights_path)?;
-        let mut halves: HashMap<String, (Option<(Vec<usize>, Vec<f32>)>, Option<(Vec<usize>, Vec<f32>)>)> =
-            HashMap::new();
+        let mut halves: HashMap<
+            String,
+            (
+                Option<(Vec<usize>, Vec<f32>)>,
+                Option<(Vec<usize>, Vec<f32>)>,
+            ),
+        > = HashMap::new();
         for name in files.names() {
             let module_and_half = name
                 .strip_prefix("base_model.model.")
@@ -198,7 +215,11 @@ impl LoraAdapter {
             let mut values = vec![0f32; t.numel()];
             convert::to_f32(view.dtype, view.bytes, &mut values);
             let entry = halves.entry(format!("{module}.weight")).or_default();
-            let slot = if half == 0 { &mut entry.0 } else { &mut entry.1 };
+            let slot = if half == 0 {
+                &mut entry.0
+            } else {
+                &mut entry.1
+            };
             *slot = Some((t.shape.clone(), values));
         }
         let mut updates = HashMap::new();

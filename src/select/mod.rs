@@ -20,7 +20,7 @@ use scheduler::{Decisions, Group};
 
 use crate::backend::DeviceKind;
 use crate::error::{KpgError, Result};
-use crate::model::llama::Llama;
+use crate::model::llama::{Llama, LoadOptions};
 use crate::tokenizer::Tokenizer;
 
 /// In which order the candidates are shown (the paper's S-infer sorts by confidence).
@@ -88,12 +88,18 @@ impl Selector {
 
     /// Loads the selector with its model on `device` (`Llama::load_on`).
     pub fn load_on(dir: &Path, device: DeviceKind) -> Result<Self> {
-        Self::load_with(dir, device, None)
+        Self::load_with(
+            dir,
+            &LoadOptions {
+                device,
+                ..LoadOptions::default()
+            },
+        )
     }
 
-    /// As [`Selector::load_on`], with a LoRA adapter (a peft directory) on the model.
-    pub fn load_with(dir: &Path, device: DeviceKind, adapter: Option<&Path>) -> Result<Self> {
-        let model = Llama::load_with(dir, device, adapter)?;
+    /// As [`Selector::load_on`], on the GPU and with the adapter that `opts` name.
+    pub fn load_with(dir: &Path, opts: &LoadOptions<'_>) -> Result<Self> {
+        let model = Llama::load_with(dir, opts)?;
         let mut config = SelectorConfig::from_dir(dir)?;
         config.chat = match (config.chat_template, &model.chat_template) {
             (ChatMode::Off, _) | (ChatMode::Auto, None) => None,

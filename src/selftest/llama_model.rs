@@ -206,10 +206,28 @@ fn lora_check(_dev: &CudaDevice) -> Result<Vec<CheckResult>> {
         let text = std::fs::read_to_string(&path).map_err(|e| KpgError::io(&path, e))?;
         let golden: Value =
             serde_json::from_str(&text).map_err(|e| KpgError::Json { path, source: e })?;
-        let base = root.join("llama").join(golden["base"].as_str().unwrap_or(""));
-        let model = Llama::load_with(&base, DeviceKind::Cuda, Some(&dir))?;
-        let case = dir.file_name().unwrap_or_default().to_string_lossy().to_string();
-        for (i, seq) in golden["sequences"].as_array().into_iter().flatten().enumerate() {
+        let base = root
+            .join("llama")
+            .join(golden["base"].as_str().unwrap_or(""));
+        let model = Llama::load_with(
+            &base,
+            &crate::model::llama::LoadOptions {
+                device: DeviceKind::Cuda,
+                gpu: 0,
+                adapter: Some(&dir),
+            },
+        )?;
+        let case = dir
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
+        for (i, seq) in golden["sequences"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
             let ids: Vec<u32> = seq["ids"]
                 .as_array()
                 .into_iter()

@@ -107,12 +107,11 @@ fn attention_direct(
     let hd = cache.head_dim;
     let row = num_heads * hd;
     let group = num_heads / cache.num_kv_heads;
-    let heads_per_task =
-        if tokens.len() * cache.num_kv_heads >= 4 * rayon::current_num_threads() {
-            group
-        } else {
-            1
-        };
+    let heads_per_task = if tokens.len() * cache.num_kv_heads >= 4 * rayon::current_num_threads() {
+        group
+    } else {
+        1
+    };
     let tasks_per_token = num_heads / heads_per_task;
     let out_addr = out.as_mut_ptr() as usize;
     (0..tokens.len() * tasks_per_token)
@@ -134,8 +133,8 @@ fn attention_direct(
 /// called directly, not passed as values, so that they inline with the caller's features).
 #[inline(always)]
 fn attend_group_body<const FMA: bool>(
-    o: &mut [f32],  // [group, head_dim]
-    qg: &[f32],     // [group, head_dim]
+    o: &mut [f32], // [group, head_dim]
+    qg: &[f32],    // [group, head_dim]
     cache: PagedLayer<'_>,
     ctx: &TokenContext<'_>,
     t: usize,

@@ -181,32 +181,49 @@ fn has_integer_kernel(w: &WeightView<'_>) -> bool {
 /// up). Weights in ggml blocks with an integer kernel, at decode sizes, go in one parallel pass
 /// with x quantized once; anything else is one [`linear_forward`] each.
 pub fn linear_forward_many(
-    ys: &mut [&mut [f32]],  // each [rows, out_i]
-    x: &[f32],              // [rows, in]
-    ws: &[WeightView<'_>],  // each [out_i, in]
+    ys: &mut [&mut [f32]], // each [rows, out_i]
+    x: &[f32],             // [rows, in]
+    ws: &[WeightView<'_>], // each [out_i, in]
     rows: usize,
     scratch: &mut LinearScratch,
 ) {
-    assert_eq!(ys.len(), ws.len(), "linear_forward_many: one output per weight");
+    assert_eq!(
+        ys.len(),
+        ws.len(),
+        "linear_forward_many: one output per weight"
+    );
     let inp = ws.first().map_or(0, |w| w.rows_cols().1);
     let together = rows > 0
         && rows <= SMALL_BATCH_ROWS
-        && ws.iter().all(|w| has_integer_kernel(w) && w.rows_cols().1 == inp);
+        && ws
+            .iter()
+            .all(|w| has_integer_kernel(w) && w.rows_cols().1 == inp);
     if !together {
         for (y, w) in ys.iter_mut().zip(ws) {
             linear_forward(y, x, *w, rows, scratch);
         }
         return;
     }
-    assert_eq!(x.len(), rows * inp, "linear_forward_many: x is not [rows, in]");
+    assert_eq!(
+        x.len(),
+        rows * inp,
+        "linear_forward_many: x is not [rows, in]"
+    );
     for (y, w) in ys.iter().zip(ws) {
-        assert_eq!(y.len(), rows * w.rows_cols().0, "linear_forward_many: y is not [rows, out]");
+        assert_eq!(
+            y.len(),
+            rows * w.rows_cols().0,
+            "linear_forward_many: y is not [rows, out]"
+        );
     }
     if rows == 1 {
         // [1, out] is [out, 1]: no transposes.
         return quantized_products_t(ys, x, ws, rows);
     }
-    let mut ts: Vec<Vec<f32>> = ws.iter().map(|w| vec![0f32; rows * w.rows_cols().0]).collect();
+    let mut ts: Vec<Vec<f32>> = ws
+        .iter()
+        .map(|w| vec![0f32; rows * w.rows_cols().0])
+        .collect();
     let mut t_refs: Vec<&mut [f32]> = ts.iter_mut().map(|t| t.as_mut_slice()).collect();
     quantized_products_t(&mut t_refs, x, ws, rows);
     for ((y, y_t), w) in ys.iter_mut().zip(&ts).zip(ws) {

@@ -197,7 +197,10 @@ mod avx2 {
                 let $xb = $x.get_unchecked(i);
                 let $d = half($b, 0) * $xb.d;
                 let (products, extra): (__m256i, f32) = $block;
-                (_mm256_mul_ps(_mm256_cvtepi32_ps(products), _mm256_set1_ps($d)), extra)
+                (
+                    _mm256_mul_ps(_mm256_cvtepi32_ps(products), _mm256_set1_ps($d)),
+                    extra,
+                )
             };
             let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
             let (mut extra0, mut extra1) = (0f32, 0f32);
@@ -267,7 +270,11 @@ mod avx2 {
     }
 
     dot_row_with!(dot_row, "avx2,fma,f16c", dot_u8_i8);
-    dot_row_with!(dot_row_vnni, "avx2,fma,f16c,avx512vl,avx512vnni", dot_u8_i8_vnni);
+    dot_row_with!(
+        dot_row_vnni,
+        "avx2,fma,f16c,avx512vl,avx512vnni",
+        dot_u8_i8_vnni
+    );
 }
 
 #[cfg(test)]
@@ -365,4 +372,3 @@ mod tests {
         assert_eq!((q[1].d, q[1].sum), (0.0, 0));
     }
 }
-

@@ -21,6 +21,7 @@ impl RopeTable {
         let inv_freq = match &config.scaling {
             RopeScaling::None => base,
             RopeScaling::Linear { factor } => base.iter().map(|f| f / factor).collect(),
+            RopeScaling::Factors(factors) => base.iter().zip(factors).map(|(f, d)| f / d).collect(),
             RopeScaling::Llama3 {
                 factor,
                 low_freq_factor,
