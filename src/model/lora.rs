@@ -319,8 +319,8 @@ mod tests {
                 assert!((y[row * 2 + o] - want).abs() < 1e-5, "{row} {o}");
             }
         }
-        // A·x of row 0: [7, 4.5]; B·that: [16, -4.5]; scaled by 0.5.
-        assert_eq!(y[0], 10.0 + 8.0);
-        assert_eq!(y[1], 10.0 - 2.25);
+        // Row 0: A·x = [7, 1.5], scaled by 0.5: [3.5, 0.75]; B·that = [5, -0.75].
+        assert_eq!(y[0], 15.0);
+        assert_eq!(y[1], 9.25);
     }
 }
