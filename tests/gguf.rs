@@ -278,3 +278,52 @@ fn rope_freqs_divide_the_frequencies() {
         "{without} against {with_factors}"
     );
 }
+
+/// kpg's dequantized path against transformers' own reading of the same GGUF file
+/// (`tools/make_gguf_transformers_fixture.py`: `from_pretrained(gguf_file=...)`, float32): within
+/// 1e-4 of the largest logit, and the quantized path within 4e-2 (issue 15's bounds).
+#[test]
+fn the_dequantized_path_is_transformers_reading_of_the_file() {
+    let gguf = common::fixtures().join("gguf/tiny-q8_0.gguf");
+    let fixture: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(common::fixtures().join("gguf/tiny-q8_0-transformers.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    for seq in fixture["sequences"].as_array().unwrap() {
+        let ids: Vec<String> = seq["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.to_string())
+            .collect();
+        let want: Vec<Vec<f32>> = serde_json::from_value(seq["logits"].clone()).unwrap();
+        let largest = want.iter().flatten().fold(0f32, |m, x| m.max(x.abs()));
+        for (mode, chunk, bound) in [("f32", "512", 1e-4), ("quantized", "1", 4e-2)] {
+            let v = stdout_json(&kpg(&[
+                "--gguf-weights",
+                mode,
+                "debug",
+                "logits",
+                "--model",
+                gguf.to_str().unwrap(),
+                "--ids",
+                &ids.join(","),
+                "--chunk",
+                chunk,
+            ]));
+            let got: Vec<Vec<f32>> = serde_json::from_value(v["logits"].clone()).unwrap();
+            assert_eq!(got.len(), want.len());
+            let worst = got
+                .iter()
+                .flatten()
+                .zip(want.iter().flatten())
+                .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            assert!(
+                worst <= bound * largest,
+                "{mode}, {} ids: {worst} of {largest}",
+                ids.len()
+            );
+        }
+    }
+}
