@@ -191,3 +191,89 @@ fn paged_attention_matches_contiguous_reference() {
         }
     }
 }
+
+/// Random blocks of `ty`, every quant bit pattern allowed, the f16 scales set to sane values.
+fn random_blocks(ty: kpg::gguf::types::GgmlType, rows: usize, cols: usize, seed: u64) -> Vec<u8> {
+    use kpg::gguf::types::GgmlType as G;
+    let (per_block, block_bytes) = ty.block();
+    let blocks = rows * cols / per_block as usize;
+    let noise = random_vec(blocks * block_bytes as usize, seed);
+    let mut w: Vec<u8> = noise.iter().map(|v| (v.to_bits() >> 7) as u8).collect();
+    let scales = random_vec(2 * blocks, seed + 1);
+    for (i, b) in w.chunks_exact_mut(block_bytes as usize).enumerate() {
+        let d = half::f16::from_f32(0.05 * scales[2 * i]).to_le_bytes();
+        let m = half::f16::from_f32(0.2 * scales[2 * i + 1]).to_le_bytes();
+        match ty {
+            G::Q6_K => b[208..210].copy_from_slice(&d),
+            _ => {
+                b[..2].copy_from_slice(&d);
+                if matches!(ty, G::Q4_1 | G::Q5_1 | G::Q4_K | G::Q5_K) {
+                    b[2..4].copy_from_slice(&m);
+                }
+            }
+        }
+    }
+    w
+}
+
+/// `linear_forward` and `linear_forward_many` on GGUF blocks: at decode sizes the integer types
+/// compute with the activations rounded to Q8 blocks, so they are held to the reference on those
+/// rounded activations; the K types (widened a row at a time) and the GEMM path (more than 8
+/// rows) to the reference on the activations themselves.
+#[test]
+fn linear_paths_on_ggml_blocks_match_the_reference() {
+    use kpg::backend::cpu::linear::linear_forward_many;
+    use kpg::backend::cpu::quant::{has_integer_kernel, quantize_row, BlockQ8, QK};
+    use kpg::gguf::types::GgmlType as G;
+    let mut scratch = LinearScratch::default();
+    let mut seed = 7000;
+    for ty in [
+        G::Q4_0,
+        G::Q4_1,
+        G::Q5_0,
+        G::Q5_1,
+        G::Q8_0,
+        G::Q4_K,
+        G::Q5_K,
+        G::Q6_K,
+    ] {
+        for &(out, inp) in &[(1, 256), (17, 512), (70, 256)] {
+            for rows in [1, 3, 8, 9] {
+                seed += 3;
+                let bytes = random_blocks(ty, out, inp, seed);
+                let shape = [out, inp];
+                let view = WeightView {
+                    dtype: DType::Quant(ty),
+                    shape: &shape,
+                    bytes: &bytes,
+                };
+                let x = random_vec(rows * inp, seed + 1);
+                let integer = has_integer_kernel(ty) && rows <= 8;
+                let x_seen: Vec<f32> = if integer {
+                    let mut q = vec![BlockQ8::default(); inp / QK];
+                    x.chunks(inp)
+                        .flat_map(|row| {
+                            quantize_row(row, &mut q);
+                            q.iter()
+                                .flat_map(|b| b.q.iter().map(|&v| b.d * v as f32))
+                                .collect::<Vec<_>>()
+                        })
+                        .collect()
+                } else {
+                    x.clone()
+                };
+                let mut want = vec![0f32; rows * out];
+                linear_reference(&mut want, &x_seen, view, rows);
+                let mut got = vec![f32::NAN; rows * out];
+                linear_forward(&mut got, &x, view, rows, &mut scratch);
+                let what = format!("{ty} out={out} in={inp} rows={rows}");
+                assert_close(&what, &got, &want, 1e-4 * (inp as f32).sqrt(), 1e-4);
+                // Two products of one input in one pass: each as it is alone.
+                let (mut a, mut b) = (vec![f32::NAN; rows * out], vec![f32::NAN; rows * out]);
+                linear_forward_many(&mut [&mut a, &mut b], &x, &[view, view], rows, &mut scratch);
+                assert_eq!(a, got, "{what}: first of two");
+                assert_eq!(b, got, "{what}: second of two");
+            }
+        }
+    }
+}

@@ -14,7 +14,7 @@ fn fixtures() -> PathBuf {
     common::fixtures()
 }
 
-fn logits(model: &PathBuf, adapter: Option<&PathBuf>, ids: &str) -> Vec<Vec<f32>> {
+fn logits(model: &std::path::Path, adapter: Option<&std::path::Path>, ids: &str) -> Vec<Vec<f32>> {
     let mut args = vec![
         "debug".to_string(),
         "logits".into(),

@@ -96,8 +96,14 @@ pub struct LoraAdapter {
     updates: HashMap<String, LoraPair>,
 }
 
+/// Whether a config field holds a value that kpg would apply differently from peft.
+type SetTest = fn(&Value) -> bool;
+
+/// A matrix read from the adapter file: its shape and f32 values.
+type Matrix = (Vec<usize>, Vec<f32>);
+
 fn config_err(path: &Path, field: &str, reason: impl Into<String>) -> KpgError {
-    KpgError::config(path, field, &reason.into())
+    KpgError::config(path, field, reason.into())
 }
 
 impl LoraAdapter {
@@ -137,7 +143,7 @@ impl LoraAdapter {
         } else {
             alpha / rank as f64
         } as f32;
-        let unsupported: [(&str, fn(&Value) -> bool); 7] = [
+        let unsupported: [(&str, SetTest); 7] = [
             ("use_dora", |v| v.as_bool() == Some(true)),
             ("fan_in_fan_out", |v| v.as_bool() == Some(true)),
             ("bias", |v| v.as_str().is_some_and(|s| s != "none")),
@@ -179,13 +185,8 @@ impl LoraAdapter {
             });
         }
         let files = WeightFiles::open_file(&weights_path)?;
-        let mut halves: HashMap<
-            String,
-            (
-                Option<(Vec<usize>, Vec<f32>)>,
-                Option<(Vec<usize>, Vec<f32>)>,
-            ),
-        > = HashMap::new();
+        // Per weight: its (shape, values) of A and of B, as they are found.
+        let mut halves: HashMap<String, (Option<Matrix>, Option<Matrix>)> = HashMap::new();
         for name in files.names() {
             let module_and_half = name
                 .strip_prefix("base_model.model.")
