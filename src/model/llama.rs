@@ -197,8 +197,10 @@ impl Llama {
         let lm_head = (!self.config.tie_word_embeddings).then_some(&self.lm_head);
         CudaLlama::upload(
             dev,
-            &self.files,
-            self.adapter.as_ref(),
+            crate::model::llama_cuda::HostWeights {
+                files: &self.files,
+                adapter: self.adapter.as_ref(),
+            },
             &layers,
             &self.embed,
             lm_head,

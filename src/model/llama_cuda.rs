@@ -155,6 +155,13 @@ fn upload_stacked(
     Ok(out)
 }
 
+/// The CPU model's weights and its LoRA adapter, if any (merged into the bf16 weights at upload).
+#[derive(Clone, Copy)]
+pub struct HostWeights<'a> {
+    pub files: &'a WeightFiles,
+    pub adapter: Option<&'a LoraAdapter>,
+}
+
 /// The CPU model's pieces that the GPU model is built from (`Llama::load` has read and checked
 /// every tensor's shape already).
 pub struct HostLayer<'a> {
@@ -174,14 +181,14 @@ impl CudaLlama {
     /// model) and fuses the QKV and gate/up projections.
     pub fn upload(
         dev: &Arc<CudaDevice>,
-        files: &WeightFiles,
-        adapter: Option<&LoraAdapter>,
+        weights: HostWeights<'_>,
         layers: &[HostLayer<'_>],
         embed: &TensorRef,
         lm_head: Option<&TensorRef>,
         final_norm: &[f32],
         inv_freq: &[f32],
     ) -> Result<Self> {
+        let HostWeights { files, adapter } = weights;
         let mut out = Vec::with_capacity(layers.len());
         for l in layers {
             out.push(CudaLayer {
