@@ -302,3 +302,43 @@ fn bad_input_ids_are_usage_errors() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// A model of the other kind says what it is and which flag wants it, both ways round.
+#[test]
+fn a_model_of_the_other_kind_names_its_kind_and_flag() {
+    let generator = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/generator");
+    let llama = fixtures().join("llama/mha_f32_v5");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(kpg_bin())
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    let err = run(&[
+        "debug",
+        "logits",
+        "--model",
+        generator.to_str().unwrap(),
+        "--ids",
+        "1",
+    ]);
+    assert!(
+        err.contains("One2Set generator") && err.contains("--generator"),
+        "{err}"
+    );
+    let input = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/abstracts.jsonl");
+    let err = run(&[
+        "tag",
+        "--generator",
+        llama.to_str().unwrap(),
+        "--no-ranker",
+        "--input",
+        input.to_str().unwrap(),
+    ]);
+    assert!(
+        err.contains("LLaMA model") && err.contains("--selector"),
+        "{err}"
+    );
+}

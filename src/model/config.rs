@@ -75,6 +75,14 @@ impl LlamaConfig {
         let obj = as_object(value, path)?;
         let f = Fields { obj, path };
 
+        // A generator where a LLaMA model was wanted: say what it is and where it goes.
+        if f.opt_str("architecture")?.as_deref() == Some("one2set") {
+            return Err(f.err(
+                "architecture",
+                "\"one2set\": this is a One2Set generator, not a LLaMA model; a generator goes \
+                 to --generator (kpg tag, kpg generate), a LLaMA model to --selector or --model",
+            ));
+        }
         if let Some(model_type) = f.opt_str("model_type")? {
             if !matches!(model_type.as_str(), "llama" | "mistral") {
                 return Err(f.err(

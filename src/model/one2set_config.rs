@@ -59,6 +59,15 @@ impl One2SetConfig {
                     format!("`{a}` is not a One2Set generator (expected \"one2set\")"),
                 ))
             }
+            // A LLaMA directory where a generator was wanted: say what it is and where it goes.
+            None if f.opt_str("model_type")?.is_some() => {
+                return Err(f.err(
+                    "architecture",
+                    "missing: this is a Hugging Face LLaMA model (it has `model_type`), not a \
+                     One2Set generator; a LLaMA model goes to --selector (kpg tag, kpg select) or \
+                     --model (kpg debug), a generator to --generator",
+                ))
+            }
             None => return Err(f.err("architecture", "required field is missing (\"one2set\")")),
         }
         let c = One2SetConfig {
