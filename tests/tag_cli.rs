@@ -439,3 +439,27 @@ fn a_prompt_longer_than_the_selector_takes_is_cut_with_a_warning() {
         .all(|c| c["p_true"].is_number()));
     assert!(got[1].get("warnings").is_none());
 }
+
+/// A record of another shape gets an error line that names the field and the shape expected.
+#[test]
+fn a_record_of_another_shape_names_the_expected_schema() {
+    let input = concat!(
+        r#"{"id": 1, "text": "a document in the wrong field"}"#,
+        "\n",
+        r#"{"id": 2, "title": 5, "abstract": "b"}"#,
+        "\n"
+    );
+    let out = kpg_stdin(&["tag"], input.as_bytes());
+    let lines = stdout_lines(&out);
+    assert_eq!(lines.len(), 2);
+    let e0 = lines[0]["error"].as_str().unwrap();
+    assert!(
+        e0.contains("missing field `title`") && e0.contains(r#""abstract": string"#),
+        "{e0}"
+    );
+    let e1 = lines[1]["error"].as_str().unwrap();
+    assert!(
+        e1.contains("`title` must be a string") && e1.contains("expected {"),
+        "{e1}"
+    );
+}

@@ -47,39 +47,45 @@ pub fn record_id(line: &str) -> Option<RecordId> {
 }
 
 /// Parses one input line; errors name the field and the line.
+/// The record shape these lines must have, for error messages.
+const SCHEMA: &str =
+    r#"{"id", "title", "abstract", "candidates": [{"phrase": string, "score": number}]}"#;
+
 pub fn parse_document(line: &str, line_no: usize) -> Result<SelectDocument> {
     let bad = |reason: String| KpgError::InvalidArgument(format!("line {line_no}: {reason}"));
+    // A field that is missing or of the wrong type: the record's expected shape, too.
+    let bad_field = |reason: String| bad(format!("{reason} (expected {SCHEMA})"));
     let v: Value = serde_json::from_str(line).map_err(|e| bad(format!("malformed JSON: {e}")))?;
     let obj = v
         .as_object()
-        .ok_or_else(|| bad("not a JSON object".into()))?;
+        .ok_or_else(|| bad_field("not a JSON object".into()))?;
     let text = |key: &str| -> Result<String> {
         match obj.get(key) {
             Some(Value::String(s)) => Ok(s.clone()),
-            Some(_) => Err(bad(format!("`{key}` must be a string"))),
-            None => Err(bad(format!("missing field `{key}`"))),
+            Some(_) => Err(bad_field(format!("`{key}` must be a string"))),
+            None => Err(bad_field(format!("missing field `{key}`"))),
         }
     };
-    let id = RecordId::of_line(line)
-        .ok_or_else(|| bad("missing or invalid field `id` (a string or a number)".into()))?;
+    let id =
+        RecordId::of_line(line).ok_or_else(|| bad_field("missing or invalid field `id`".into()))?;
     let title = text("title")?;
     let abstract_ = text("abstract")?;
     let list = obj
         .get("candidates")
-        .ok_or_else(|| bad("missing field `candidates`".into()))?
+        .ok_or_else(|| bad_field("missing field `candidates`".into()))?
         .as_array()
-        .ok_or_else(|| bad("`candidates` must be a list".into()))?;
+        .ok_or_else(|| bad_field("`candidates` must be a list".into()))?;
     let mut candidates = Vec::with_capacity(list.len());
     for (i, c) in list.iter().enumerate() {
         let phrase = c
             .get("phrase")
             .and_then(Value::as_str)
-            .ok_or_else(|| bad(format!("candidate {} has no string `phrase`", i + 1)))?;
+            .ok_or_else(|| bad_field(format!("candidate {} has no string `phrase`", i + 1)))?;
         let score = match c.get("score") {
             None | Some(Value::Null) => 0.0,
-            Some(s) => s
-                .as_f64()
-                .ok_or_else(|| bad(format!("candidate {} has a non-numeric `score`", i + 1)))?,
+            Some(s) => s.as_f64().ok_or_else(|| {
+                bad_field(format!("candidate {} has a non-numeric `score`", i + 1))
+            })?,
         };
         candidates.push(Candidate {
             phrase: phrase.to_string(),
