@@ -183,6 +183,24 @@ fn selection_check(_dev: &CudaDevice) -> Result<Vec<CheckResult>> {
     Ok(vec![row])
 }
 
+/// A golden sequence's ids and its logits, flattened (`{"ids": [...], "logits": [[...], ...]}`).
+fn ids_and_logits(seq: &Value) -> (Vec<u32>, Vec<f32>) {
+    let ids = seq["ids"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_u64().map(|x| x as u32))
+        .collect();
+    let logits = seq["logits"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|r| r.as_array().into_iter().flatten())
+        .filter_map(|v| v.as_f64().map(|x| x as f32))
+        .collect();
+    (ids, logits)
+}
+
 /// The LoRA fixtures of `tests/fixtures/lora` (peft's logits, f32) with the adapter merged into
 /// the bf16 weights on the GPU.
 fn lora_check(_dev: &CudaDevice) -> Result<Vec<CheckResult>> {
@@ -228,19 +246,7 @@ fn lora_check(_dev: &CudaDevice) -> Result<Vec<CheckResult>> {
             .flatten()
             .enumerate()
         {
-            let ids: Vec<u32> = seq["ids"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|v| v.as_u64().map(|x| x as u32))
-                .collect();
-            let want: Vec<f32> = seq["logits"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .flat_map(|r| r.as_array().into_iter().flatten())
-                .filter_map(|v| v.as_f64().map(|x| x as f32))
-                .collect();
+            let (ids, want) = ids_and_logits(seq);
             let got = teacher_forced_logits(&model, &ids, &RunOptions::default())?;
             rows.push(compare_model(
                 format!("lora {case} seq {i} logits"),
@@ -292,19 +298,7 @@ fn golden_check(_dev: &CudaDevice) -> Result<Vec<CheckResult>> {
             .flatten()
             .enumerate()
         {
-            let ids: Vec<u32> = seq["ids"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|v| v.as_u64().map(|x| x as u32))
-                .collect();
-            let want: Vec<f32> = seq["logits"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .flat_map(|r| r.as_array().into_iter().flatten())
-                .filter_map(|v| v.as_f64().map(|x| x as f32))
-                .collect();
+            let (ids, want) = ids_and_logits(seq);
             let got = teacher_forced_logits(&model, &ids, &RunOptions::default())?;
             rows.push(compare_model(
                 format!("{case} seq {i} logits"),
