@@ -164,6 +164,11 @@ impl Llama {
         &self.files
     }
 
+    /// The RoPE inverse frequencies, `[head_dim / 2]`, with any scaling applied.
+    pub fn rope_inv_freq(&self) -> &[f32] {
+        self.rope.inv_freq()
+    }
+
     /// The device the forward passes run on.
     pub fn device(&self) -> DeviceKind {
         #[cfg(feature = "cuda")]

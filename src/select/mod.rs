@@ -10,6 +10,7 @@ pub mod document;
 pub mod program;
 pub mod run;
 pub mod scheduler;
+pub mod train;
 
 use std::path::Path;
 
