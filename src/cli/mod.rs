@@ -24,6 +24,8 @@ mod selftest;
 mod synth;
 mod tag;
 mod train;
+mod selector_data;
+mod train_selector;
 
 pub use progress::ProgressMode;
 pub use resume::Shard;
@@ -102,9 +104,12 @@ pub enum Command {
     /// Throughput benchmarks; one JSON line of figures on stdout.
     #[command(subcommand)]
     Bench(BenchCommand),
-    /// Train a model: `kpg train generator`.
+    /// Train a model: `kpg train generator`, `kpg train selector`.
     #[command(subcommand)]
     Train(train::TrainCommand),
+    /// Label the candidates of `kpg tag` output against gold keyphrases (stemmed match, as
+    /// `kpg eval` matches): the training records of `kpg train selector`.
+    SelectorData(selector_data::SelectorDataArgs),
     /// Build what a ranker directory holds: `kpg ranker tables`, `kpg ranker features`.
     #[command(subcommand)]
     Ranker(ranker::RankerCommand),
@@ -654,6 +659,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Bench(cmd) => bench::bench(cmd),
         Command::Eval(args) => eval::eval(args),
         Command::Train(cmd) => train::run(cmd),
+        Command::SelectorData(args) => selector_data::run(args),
         Command::Ranker(cmd) => ranker::run(cmd),
         Command::Tag(args) => tag::tag(args),
         Command::Selftest(args) => selftest::selftest(args),

@@ -1,4 +1,4 @@
-//! `kpg train generator`: arguments, their validation into [`TrainOptions`], and the progress
+//! `kpg train generator` (and the dispatch to `kpg train selector`): arguments, their validation into [`TrainOptions`], and the progress
 //! line on stderr (redrawn in place on a terminal, a plain line every ten seconds otherwise).
 
 use std::io::{IsTerminal, Write};
@@ -24,6 +24,16 @@ pub enum TrainCommand {
     /// validation loss), a checkpoint, `train_log.csv` and `train.json`. Killed, it resumes from
     /// its last checkpoint when the same command is run again. Deterministic for a seed.
     Generator(TrainGeneratorArgs),
+    /// Train a selector: a LoRA adapter on a frozen LLaMA model (a Hugging Face directory or a
+    /// GGUF file), on labelled candidates (`kpg selector-data`), on the CPU.
+    ///
+    /// The loss is the cross-entropy of the label tokens only, with true and false labels
+    /// weighted to half the loss each; candidates are shown in a random order while training
+    /// (R-tuning) and by score when validating and selecting (S-infer). Writes a selector
+    /// directory: the adapter in peft's format, kpg_selector.json naming the base model, a
+    /// checkpoint, train_log.csv and train.json. Deterministic for a seed; --max-steps stops
+    /// early and --resume continues bit for bit.
+    Selector(super::train_selector::TrainSelectorArgs),
 }
 
 #[derive(Args, Debug)]
@@ -189,7 +199,10 @@ impl TrainGeneratorArgs {
 }
 
 pub fn run(cmd: TrainCommand) -> Result<i32> {
-    let TrainCommand::Generator(args) = cmd;
+    let args = match cmd {
+        TrainCommand::Generator(args) => args,
+        TrainCommand::Selector(args) => return super::train_selector::run(args),
+    };
     let opts = args.options()?;
     let terminal = std::io::stderr().is_terminal();
     let mut last_line = Instant::now();

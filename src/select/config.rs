@@ -65,6 +65,12 @@ pub struct SelectorConfig {
     /// candidates (or rerank query) as the user's message, the answer as the assistant's.
     #[serde(default)]
     pub chat_template: ChatMode,
+    /// The LLaMA model this selector runs on, when the directory holds only a template and a LoRA
+    /// adapter (what `kpg train selector` writes): a Hugging Face directory or a GGUF file, relative
+    /// to the selector directory unless absolute. The directory's own `adapter_config.json` and
+    /// `adapter_model.safetensors` are then applied to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_model: Option<String>,
     /// The template's text around the user message, when the prompt is wrapped (set at load).
     #[serde(skip)]
     pub chat: Option<super::chat::ChatWrap>,
@@ -101,6 +107,7 @@ impl SelectorConfig {
             rerank_query: "Candidate: {phrase}\nIs it a keyphrase of the document? Answer: {label}"
                 .into(),
             chat_template: ChatMode::Auto,
+            base_model: None,
             chat: None,
         }
     }

@@ -100,8 +100,38 @@ impl Selector {
 
     /// As [`Selector::load_on`], on the GPU and with the adapter that `opts` name.
     pub fn load_with(dir: &Path, opts: &LoadOptions<'_>) -> Result<Self> {
-        let model = Llama::load_with(dir, opts)?;
-        let mut config = SelectorConfig::from_dir(dir)?;
+        let config = SelectorConfig::from_dir(dir)?;
+        let model = match &config.base_model {
+            // A trained selector: a template and an adapter over a base model kept elsewhere.
+            Some(base) => {
+                let base = dir.join(base);
+                if !base.exists() {
+                    return Err(KpgError::config(
+                        dir.join(config::SELECTOR_FILE),
+                        "base_model",
+                        format!(
+                            "{} does not exist (for the default selector, \
+                             tools/fetch-models.sh fetches it)",
+                            base.display()
+                        ),
+                    ));
+                }
+                let own_adapter = dir.join("adapter_config.json").exists().then_some(dir);
+                let opts = LoadOptions {
+                    adapter: opts.adapter.or(own_adapter),
+                    ..*opts
+                };
+                Llama::load_with(&base, &opts)?
+            }
+            None => Llama::load_with(dir, opts)?,
+        };
+        Self::from_model(model, config, dir)
+    }
+
+    /// A selector of a loaded model with the template `config` (`dir` names the selector in
+    /// messages): the chat template is applied as `config.chat_template` says, and the template
+    /// is checked against the tokenizer.
+    pub fn from_model(model: Llama, mut config: SelectorConfig, dir: &Path) -> Result<Self> {
         config.chat = match (config.chat_template, &model.chat_template) {
             (ChatMode::Off, _) | (ChatMode::Auto, None) => None,
             (ChatMode::On, Some(template)) => {

@@ -9,7 +9,10 @@
 //! - [`run`]: the loop, its checkpoints and `--resume`.
 
 pub mod base;
+pub mod examples;
+pub mod labels;
 pub mod lora_params;
 pub mod model;
 pub mod ops;
 pub mod optim;
+pub mod run;
