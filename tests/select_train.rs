@@ -213,3 +213,96 @@ fn saved_adapters_read_back_unchanged() {
     assert_eq!(back, lora);
     assert_eq!(again.scale, (case.shape.scale()) as f32);
 }
+
+/// A selector's task in miniature, on the 2-layer fixture model (vocabulary 97): a "document" of
+/// 10 tokens, a separator, then 4 "candidates" each followed by its label, true (token 3) when
+/// the candidate occurs in the document and false (token 4) when not. Deciding needs attention
+/// from each candidate back to the document, as a selector's decisions do.
+fn synthetic_sequence(rng: &mut kpg::selftest::random::Rng) -> (Vec<u32>, ScoredRows, Vec<bool>) {
+    let doc: Vec<u32> = (0..10).map(|_| 10 + rng.below(40) as u32).collect();
+    let mut tokens = doc.clone();
+    tokens.push(5);
+    let (mut rows, mut targets, mut labels) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..4 {
+        let present = rng.below(2) == 0;
+        let cand = if present {
+            doc[rng.below(doc.len())]
+        } else {
+            loop {
+                let c = 10 + rng.below(40) as u32;
+                if !doc.contains(&c) {
+                    break c;
+                }
+            }
+        };
+        tokens.push(cand);
+        rows.push(tokens.len() - 1);
+        let label = if present { 3 } else { 4 };
+        targets.push(label);
+        labels.push(present);
+        tokens.push(label);
+    }
+    (tokens, ScoredRows { rows, targets }, labels)
+}
+
+/// Balanced accuracy of the two-way decision (token 3 against token 4) on `n` fresh sequences.
+fn synthetic_accuracy(base: &BaseModel<f32>, lora: &LoraParams<f32>, seed: u64, n: usize) -> f64 {
+    let mut rng = kpg::selftest::random::Rng::new(seed);
+    let (mut right, mut count) = ([0usize; 2], [0usize; 2]);
+    let vocab = base.config.vocab_size;
+    for _ in 0..n {
+        let (tokens, scored, labels) = synthetic_sequence(&mut rng);
+        let tape = forward(base, lora, &tokens, &scored).unwrap();
+        for (i, &label) in labels.iter().enumerate() {
+            let row = &tape.logits[i * vocab..(i + 1) * vocab];
+            let class = usize::from(label);
+            count[class] += 1;
+            right[class] += usize::from((row[3] > row[4]) == label);
+        }
+    }
+    (right[0] as f64 / count[0] as f64 + right[1] as f64 / count[1] as f64) / 2.0
+}
+
+/// "Learns" means: held-out balanced accuracy from at most 0.65 with the fresh adapter (B = 0,
+/// the base model's own guess) to at least 0.9 after 3,000 steps of 8 sequences (6 s), with the
+/// trainer's loss, weights, clipping, schedule and AdamW.
+#[test]
+fn training_learns_a_synthetic_selection_task() {
+    use kpg::select::train::examples::balanced_weights;
+    use kpg::select::train::optim::{clip_grad_norm, scheduled_lr, AdamW};
+    let case = &cases()[0];
+    let (base, _) = load::<f32>(case);
+    let shape = LoraShape {
+        rank: 8,
+        alpha: 16.0,
+        rslora: false,
+        targets: LoraShape::parse_targets("all").unwrap(),
+    };
+    let mut lora =
+        LoraParams::<f32>::init(shape, base.layers.len(), |p| base.projection_shape(p), 1);
+    let before = synthetic_accuracy(&base, &lora, 99, 100);
+    assert!(before <= 0.65, "the base model already solves it: {before}");
+    let mut adam = AdamW::new(&lora, 0.0);
+    let mut grads = lora.zeros_like();
+    let mut rng = kpg::selftest::random::Rng::new(5);
+    // 3,000 steps at 3e-3 reach 0.97 here; 1,000 steps reach only 0.74, so the bar is not loose.
+    let (steps, lr) = (3000, 3e-3);
+    for step in 0..steps {
+        let batch: Vec<_> = (0..8).map(|_| synthetic_sequence(&mut rng)).collect();
+        let all: Vec<bool> = batch.iter().flat_map(|b| b.2.clone()).collect();
+        let (wt, wf) = balanced_weights(&all);
+        grads.fill_zero();
+        for (tokens, scored, labels) in &batch {
+            let w: Vec<f32> = labels
+                .iter()
+                .map(|&l| if l { wt as f32 } else { wf as f32 })
+                .collect();
+            loss_backward(&base, &lora, tokens, scored, &w, &mut grads).unwrap();
+        }
+        clip_grad_norm(&mut grads, 1.0);
+        adam.update(&mut lora, &grads, scheduled_lr(lr, step, 20, steps));
+    }
+    let after = synthetic_accuracy(&base, &lora, 99, 100);
+    eprintln!("balanced accuracy {before:.3} → {after:.3}");
+    assert!(after >= 0.9, "balanced accuracy {before:.3} → {after:.3}");
+}

@@ -20,11 +20,11 @@ mod progress;
 mod ranker;
 mod resume;
 mod select;
+mod selector_data;
 mod selftest;
 mod synth;
 mod tag;
 mod train;
-mod selector_data;
 mod train_selector;
 
 pub use progress::ProgressMode;

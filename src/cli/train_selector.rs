@@ -154,10 +154,16 @@ pub fn run(args: TrainSelectorArgs) -> Result<i32> {
          at step {}, {:.0} s in all; the selector is in {}",
         summary.steps,
         summary.total_steps,
-        if summary.finished { " (done)" } else { " (continue with --resume)" },
+        if summary.finished {
+            " (done)"
+        } else {
+            " (continue with --resume)"
+        },
         summary.train_records,
         summary.skipped_records,
-        summary.best_valid.map_or("-".to_string(), |v| format!("{v:.4}")),
+        summary
+            .best_valid
+            .map_or("-".to_string(), |v| format!("{v:.4}")),
         summary.best_step.map_or("-".to_string(), |s| s.to_string()),
         summary.elapsed_s,
         opts.out.display()

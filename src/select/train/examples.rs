@@ -79,11 +79,7 @@ pub struct TrainSequence {
 /// The candidates' indices by score, highest first (stable for ties), as the selector shows them.
 pub fn by_score(doc: &SelectDocument) -> Vec<usize> {
     let mut order: Vec<usize> = (0..doc.candidates.len()).collect();
-    order.sort_by(|&a, &b| {
-        doc.candidates[b]
-            .score
-            .total_cmp(&doc.candidates[a].score)
-    });
+    order.sort_by(|&a, &b| doc.candidates[b].score.total_cmp(&doc.candidates[a].score));
     order
 }
 

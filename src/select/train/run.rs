@@ -16,7 +16,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::base::BaseModel;
-use super::examples::{balanced_weights, build_sequence, by_score, read_labelled, LabelledDocument};
+use super::examples::{
+    balanced_weights, build_sequence, by_score, read_labelled, LabelledDocument,
+};
 use super::lora_params::{LoraParams, LoraShape};
 use super::model::{forward, loss_backward};
 use super::ops::weighted_cross_entropy;
@@ -181,9 +183,8 @@ fn candidate_order(
     let mut order = by_score(&doc.doc);
     order.truncate(opts.max_candidates);
     if opts.shuffle_candidates {
-        let mut rng = Rng::new(
-            opts.seed ^ ((epoch as u64) << 40) ^ (index as u64).wrapping_mul(0x9E37_79B9),
-        );
+        let mut rng =
+            Rng::new(opts.seed ^ ((epoch as u64) << 40) ^ (index as u64).wrapping_mul(0x9E37_79B9));
         let perm = rng.permutation(order.len());
         order = perm.into_iter().map(|i| order[i as usize]).collect();
     }
@@ -199,13 +200,22 @@ struct Trainer<'a> {
 impl Trainer<'_> {
     fn validate(&self, params: &LoraParams<f32>, docs: &[LabelledDocument]) -> Result<Validation> {
         let (mut ce, mut n, mut right) = ([0f64; 2], [0usize; 2], [0usize; 2]);
-        let tok = self.selector.model.tokenizer.as_ref().expect("a selector has one");
+        let tok = self
+            .selector
+            .model
+            .tokenizer
+            .as_ref()
+            .expect("a selector has one");
         for doc in docs.iter().take(self.opts.max_valid) {
             let mut order = by_score(&doc.doc);
             order.truncate(self.opts.max_candidates);
-            let Ok(seq) =
-                build_sequence(&self.selector.config, tok, doc, &order, self.opts.max_tokens)
-            else {
+            let Ok(seq) = build_sequence(
+                &self.selector.config,
+                tok,
+                doc,
+                &order,
+                self.opts.max_tokens,
+            ) else {
                 continue;
             };
             let tape = forward(&self.base, params, &seq.tokens, &seq.scored)?;
@@ -281,7 +291,11 @@ pub fn train(opts: &SelectorTrainOptions, mut progress: impl FnMut(&Progress)) -
     let selector = Selector::from_model(model, template(opts)?, &opts.base)?;
     let m = &selector.model;
     let base = BaseModel::<f32>::from_files(&m.config, m.weights(), m.rope_inv_freq())?;
-    let tok = selector.model.tokenizer.as_ref().expect("a selector has one");
+    let tok = selector
+        .model
+        .tokenizer
+        .as_ref()
+        .expect("a selector has one");
 
     // Records that cannot become a sequence at all are reported once and left out.
     let (mut docs, errors) = read_labelled(&opts.train)?;
@@ -295,7 +309,11 @@ pub fn train(opts: &SelectorTrainOptions, mut progress: impl FnMut(&Progress)) -
         match build_sequence(&selector.config, tok, d, &order, opts.max_tokens) {
             Ok(_) => true,
             Err(e) => {
-                eprintln!("kpg: {} record {}: {e}; skipped", opts.train.display(), d.doc.id);
+                eprintln!(
+                    "kpg: {} record {}: {e}; skipped",
+                    opts.train.display(),
+                    d.doc.id
+                );
                 skipped += 1;
                 false
             }
@@ -381,7 +399,8 @@ pub fn train(opts: &SelectorTrainOptions, mut progress: impl FnMut(&Progress)) -
         let epoch = (state.step / steps_per_epoch) as usize;
         let in_epoch = (state.step % steps_per_epoch) as usize;
         let order = epoch_order(opts.seed, epoch, docs.len());
-        let batch = &order[in_epoch * opts.batch_size..((in_epoch + 1) * opts.batch_size).min(docs.len())];
+        let batch =
+            &order[in_epoch * opts.batch_size..((in_epoch + 1) * opts.batch_size).min(docs.len())];
         let mut seqs = Vec::with_capacity(batch.len());
         for &i in batch {
             let cands = candidate_order(opts, &docs[i], epoch, i);
@@ -421,8 +440,10 @@ pub fn train(opts: &SelectorTrainOptions, mut progress: impl FnMut(&Progress)) -
         let secs = step_started.elapsed().as_secs_f64();
         state.elapsed_s = elapsed_before + started.elapsed().as_secs_f64();
 
+        // On the schedule only, not where --max-steps stops a run: a resumed run must keep the
+        // same best adapter as one that was never stopped.
         let validate_now = !valid.is_empty()
-            && (state.step % opts.valid_every.max(1) == 0 || state.step == stop_at);
+            && (state.step % opts.valid_every.max(1) == 0 || state.step == total_steps);
         let v = if validate_now {
             let v = trainer.validate(&params, &valid)?;
             if state.best_valid_loss.is_none_or(|b| v.loss < b) {
@@ -434,7 +455,9 @@ pub fn train(opts: &SelectorTrainOptions, mut progress: impl FnMut(&Progress)) -
         } else {
             None
         };
-        if valid.is_empty() && (state.step % opts.checkpoint_every.max(1) == 0 || state.step == stop_at) {
+        if valid.is_empty()
+            && (state.step % opts.checkpoint_every.max(1) == 0 || state.step == stop_at)
+        {
             params.save_peft(out, &base_ref)?;
         }
         if state.step % opts.checkpoint_every.max(1) == 0 || state.step == stop_at {
@@ -475,7 +498,11 @@ pub fn train(opts: &SelectorTrainOptions, mut progress: impl FnMut(&Progress)) -
 }
 
 fn tok_of<'a>(t: &'a Trainer<'_>) -> &'a crate::tokenizer::Tokenizer {
-    t.selector.model.tokenizer.as_ref().expect("a selector has one")
+    t.selector
+        .model
+        .tokenizer
+        .as_ref()
+        .expect("a selector has one")
 }
 
 /// `train_log.csv`: one row per step, with the validation when there was one. A resumed run
@@ -485,7 +512,8 @@ struct TrainLog {
     file: std::fs::File,
 }
 
-const LOG_HEADER: &str = "step,epoch,lr,loss,grad_norm,tokens_per_s,valid_loss,valid_balanced_accuracy,elapsed_s";
+const LOG_HEADER: &str =
+    "step,epoch,lr,loss,grad_norm,tokens_per_s,valid_loss,valid_balanced_accuracy,elapsed_s";
 
 impl TrainLog {
     fn open(out: &Path, step: u64) -> Result<Self> {
@@ -518,7 +546,10 @@ impl TrainLog {
     fn row(&mut self, p: &Progress, elapsed_s: f64) -> Result<()> {
         use std::io::Write;
         let (vl, va) = p.valid.map_or((String::new(), String::new()), |v| {
-            (format!("{:.6}", v.loss), format!("{:.4}", v.balanced_accuracy))
+            (
+                format!("{:.6}", v.loss),
+                format!("{:.4}", v.balanced_accuracy),
+            )
         });
         writeln!(
             self.file,
