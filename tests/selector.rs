@@ -423,3 +423,38 @@ fn a_document_larger_than_the_cache_fails_alone() {
     assert!(out[1].contains("cache"), "{}", out[1]);
     assert!(out[0].contains("doc-0") && out[2].contains("doc-2"));
 }
+
+/// A template's `keep_threshold` decides by P(true) instead of the likelier label: each kept
+/// candidate has P(true) at or above it, each dropped one below, and a threshold between the
+/// probabilities greedy decoding sees changes the decisions.
+#[test]
+fn keep_threshold_decides_by_p_true() {
+    let dir = tempfile::tempdir().unwrap();
+    let greedy = synth_selector(dir.path(), AnswerFormat::Labels);
+    let docs: Vec<SelectDocument> = (0..6).map(|i| document(i, 30, 6)).collect();
+    let opts = SelectOptions::default();
+    let base = run(&greedy, &docs, &opts);
+    let mut ps: Vec<f32> = base.iter().flat_map(|v| decisions(v).1).collect();
+    ps.sort_by(f32::total_cmp);
+    let threshold = ps[ps.len() / 2];
+    let mut config = SelectorConfig::for_format(AnswerFormat::Labels);
+    config.keep_threshold = Some(threshold);
+    config.write(dir.path()).unwrap();
+    let thresholded = Selector::load(dir.path()).unwrap();
+    let out = run(&thresholded, &docs, &opts);
+    let mut changed = false;
+    for (a, b) in out.iter().zip(&base) {
+        let (kept, p) = decisions(a);
+        for (k, p) in kept.iter().zip(&p) {
+            assert_eq!(*k, *p >= threshold, "P(true) {p} against {threshold}");
+        }
+        changed |= kept != decisions(b).0;
+    }
+    assert!(changed, "a median threshold changed no decision");
+    config.keep_threshold = Some(1.5);
+    config.write(dir.path()).unwrap();
+    let err = Selector::load(dir.path())
+        .err()
+        .expect("a threshold above 1 is refused");
+    assert!(err.to_string().contains("keep_threshold"), "{err}");
+}

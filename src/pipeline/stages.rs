@@ -331,7 +331,11 @@ impl<'m> SelectStage<'m> {
     }
 
     fn scheduler(s: &'m Selector, opts: &StageOptions) -> Result<Scheduler<'m>> {
-        Scheduler::new(&s.model, s.root_tokens(), opts.scheduler.clone())
+        Scheduler::new(
+            &s.model,
+            s.root_tokens(),
+            s.scheduler_options(&opts.scheduler),
+        )
     }
 
     fn run(&mut self, items: Vec<Item>) -> Vec<Result<Tagged>> {

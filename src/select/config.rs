@@ -44,7 +44,7 @@ pub struct Labels {
 /// The prompt template. Placeholders: `{title}`, `{abstract}` in `document`; `{n}` (1-based
 /// position) and `{phrase}` in `candidate`, `answer_item` and `rerank_query`; `{label}` in
 /// `answer_item` and `rerank_query`. Values are inserted verbatim, never re-expanded.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SelectorConfig {
     /// The instruction every prompt starts with; computed once and shared by all documents.
@@ -71,6 +71,10 @@ pub struct SelectorConfig {
     /// `adapter_model.safetensors` are then applied to it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_model: Option<String>,
+    /// P(true) (the softmax of the two labels' logits) a candidate needs to be kept, chosen on
+    /// validation data for a trained selector; absent: the likelier label, as greedy decoding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_threshold: Option<f32>,
     /// The template's text around the user message, when the prompt is wrapped (set at load).
     #[serde(skip)]
     pub chat: Option<super::chat::ChatWrap>,
@@ -108,6 +112,7 @@ impl SelectorConfig {
                 .into(),
             chat_template: ChatMode::Auto,
             base_model: None,
+            keep_threshold: None,
             chat: None,
         }
     }
@@ -179,6 +184,12 @@ impl SelectorConfig {
             || self.rerank_query.matches("{label}").count() != 1
         {
             return err("rerank_query", "must end with `{label}`, once");
+        }
+        if self
+            .keep_threshold
+            .is_some_and(|t| !(0.0..=1.0).contains(&t))
+        {
+            return err("keep_threshold", "must be a probability, in [0, 1]");
         }
         Ok(())
     }

@@ -17,7 +17,7 @@ use std::path::Path;
 use config::{ChatMode, SelectorConfig};
 use document::{Candidate, ScoredCandidate, SelectDocument, Selection};
 use program::{rerank_program, rerank_prompt, selection_program, Program};
-use scheduler::{Decisions, Group};
+use scheduler::{Decisions, Group, SchedulerOptions};
 
 use crate::backend::DeviceKind;
 use crate::error::{KpgError, Result};
@@ -184,6 +184,14 @@ impl Selector {
             root,
             max_text_bytes,
         })
+    }
+
+    /// `opts` with the template's decision rule (`keep_threshold`).
+    pub fn scheduler_options(&self, opts: &SchedulerOptions) -> SchedulerOptions {
+        SchedulerOptions {
+            keep_threshold: self.config.keep_threshold.or(opts.keep_threshold),
+            ..opts.clone()
+        }
     }
 
     /// Bytes of title and abstract a record may have beside its candidates (all of them in one

@@ -60,7 +60,7 @@ where
     let mut scheduler = Scheduler::new(
         &selector.model,
         selector.root_tokens(),
-        opts.scheduler.clone(),
+        selector.scheduler_options(&opts.scheduler),
     )?;
     let work = lines.into_iter().map(|(line_no, line)| {
         let mut payload = Payload {

@@ -28,6 +28,10 @@ pub struct SchedulerOptions {
     pub share_prefix: bool,
     /// Most groups admitted but not yet handed back; bounds memory on any input size.
     pub window: usize,
+    /// Keep a candidate when P(true) (the softmax of the two labels' logits) is at least this;
+    /// `None`: the likelier label, as greedy decoding. Set from the selector's template
+    /// ([`crate::select::Selector::scheduler_options`]).
+    pub keep_threshold: Option<f32>,
 }
 
 impl Default for SchedulerOptions {
@@ -39,6 +43,7 @@ impl Default for SchedulerOptions {
             max_batch_seqs: 256,
             share_prefix: true,
             window: 256,
+            keep_threshold: None,
         }
     }
 }
@@ -482,7 +487,8 @@ impl<'m> Scheduler<'m> {
             seq.cursor = end;
             if wants {
                 let slot = seq.labels[seq.next_label];
-                let (yes, p) = decide(logits[read], logits[read + 1], slot.ids);
+                let (greedy, p) = decide(logits[read], logits[read + 1], slot.ids);
+                let yes = self.opts.keep_threshold.map_or(greedy, |t| p >= t);
                 read += 2;
                 self.stats.choice_steps += 1;
                 seq.tokens[slot.pos] = if yes { slot.ids[0] } else { slot.ids[1] };
