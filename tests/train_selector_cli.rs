@@ -200,3 +200,76 @@ fn resumed_runs_equal_unbroken_ones_and_the_output_is_a_selector() {
     assert_eq!(trained, explicit);
     assert_ne!(trained, plain);
 }
+
+/// `kpg tag` runs `models/selector` (relative to where it runs) by default when its base model is
+/// there; `--no-selector` skips it; without its base it says how to fetch it, once, and goes on
+/// with no selector.
+#[test]
+fn tag_uses_the_default_selector_when_its_base_is_there() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (base, generator) = (tmp.path().join("base"), tmp.path().join("gen"));
+    ok(kpg(&[
+        "synth",
+        "--arch",
+        "llama",
+        "--preset",
+        "tiny",
+        "--out",
+        base.to_str().unwrap(),
+    ]));
+    ok(kpg(&[
+        "synth",
+        "--arch",
+        "one2set",
+        "--preset",
+        "tiny",
+        "--out",
+        generator.to_str().unwrap(),
+    ]));
+    let cwd = tmp.path().join("work");
+    let sel = cwd.join("models/selector");
+    std::fs::create_dir_all(&sel).unwrap();
+    let mut config = kpg::select::config::SelectorConfig::default();
+    config.base_model = Some("../../../base".into());
+    config.write(&sel).unwrap();
+    let input = tmp.path().join("docs.jsonl");
+    std::fs::write(
+        &input,
+        r#"{"id": "d1", "title": "optimal transport", "abstract": "keyphrase generation with optimal transport and a set decoder"}"#,
+    )
+    .unwrap();
+    let tag = |extra: &[&str]| {
+        let mut args = vec![
+            "tag",
+            "--generator",
+            generator.to_str().unwrap(),
+            "--no-ranker",
+            "--input",
+            input.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let out = Command::new(common::kpg_bin())
+            .args(&args)
+            .current_dir(&cwd)
+            .output()
+            .unwrap();
+        let out = ok(out);
+        let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let judged = line["candidates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c.get("p_true").is_some());
+        (judged, String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    assert!(tag(&[]).0, "the default selector did not run");
+    assert!(!tag(&["--no-selector"]).0);
+    std::fs::remove_dir_all(&base).unwrap();
+    let (judged, stderr) = tag(&[]);
+    assert!(!judged);
+    assert_eq!(
+        stderr.matches("tools/fetch-models.sh").count(),
+        1,
+        "{stderr}"
+    );
+}

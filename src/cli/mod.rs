@@ -204,11 +204,15 @@ pub struct TagArgs {
     pub generator: Option<PathBuf>,
     #[command(flatten)]
     pub ranker: RankerArgs,
-    /// Selector directory (a LLaMA selector, as for `kpg select`). Without one, the ranker's cut
-    /// of the pool (or without a ranker, the generator's candidates at or above --threshold) are
-    /// the keyphrases.
+    /// Selector directory (a LLaMA selector, as for `kpg select`; default: models/selector when
+    /// it exists and its base model has been fetched). Without one, the ranker's cut of the pool
+    /// (or without a ranker, the generator's candidates at or above --threshold) are the
+    /// keyphrases.
     #[arg(long)]
     pub selector: Option<PathBuf>,
+    /// No selector, not even the default one: the ranker's cut gives the keyphrases.
+    #[arg(long, conflicts_with = "selector")]
+    pub no_selector: bool,
     /// A LoRA adapter for the selector (needs --selector): a peft directory (adapter_config.json,
     /// adapter_model.safetensors).
     #[arg(long, requires = "selector")]

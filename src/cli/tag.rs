@@ -28,6 +28,36 @@ use crate::select::Selector;
 /// Where `kpg tag` looks for a generator when `--generator` is not given.
 pub const DEFAULT_GENERATOR: &str = "models/generator";
 
+/// Where `kpg tag` looks for a selector when neither `--selector` nor `--no-selector` is given.
+pub const DEFAULT_SELECTOR: &str = "models/selector";
+
+/// `--selector`, else `models/selector` when it exists and the base model it names is there. A
+/// default selector whose base is missing is skipped with one line on stderr that says how to
+/// fetch it; the ranker's cut then gives the keyphrases.
+pub fn selector_dir(arg: Option<PathBuf>, no_selector: bool) -> Result<Option<PathBuf>> {
+    if no_selector || arg.is_some() {
+        return Ok(arg);
+    }
+    let default = PathBuf::from(DEFAULT_SELECTOR);
+    if !default.join(crate::select::config::SELECTOR_FILE).is_file() {
+        return Ok(None);
+    }
+    let config = crate::select::config::SelectorConfig::from_dir(&default)?;
+    if let Some(base) = &config.base_model {
+        let base = default.join(base);
+        if !base.exists() {
+            eprintln!(
+                "kpg tag: the default selector ({DEFAULT_SELECTOR}) needs its base model {}, \
+                 which is not here: run tools/fetch-models.sh to fetch it. Going on without a \
+                 selector (the ranker's cut); --no-selector silences this.",
+                base.display()
+            );
+            return Ok(None);
+        }
+    }
+    Ok(Some(default))
+}
+
 /// Batches between the reader and the generator, and between the selector and the writer.
 const IN_FLIGHT: usize = 2;
 
@@ -80,6 +110,7 @@ pub fn tag(args: TagArgs) -> Result<i32> {
         ));
     }
     let generator = generator_dir(args.generator.clone())?;
+    let selector = selector_dir(args.selector.clone(), args.no_selector)?;
     let opts = StageOptions {
         threshold: args.threshold,
         batch_docs: args.batch_docs,
@@ -106,7 +137,7 @@ pub fn tag(args: TagArgs) -> Result<i32> {
         _ => Done::default(),
     };
     if let Some(out) = &args.output {
-        let job = describe_job(&args, &generator, ranker.as_deref())?;
+        let job = describe_job(&args, &generator, ranker.as_deref(), selector.as_deref())?;
         if done.lines > 0 {
             job.check_resumes(out)?;
         } else {
@@ -116,8 +147,7 @@ pub fn tag(args: TagArgs) -> Result<i32> {
     let models = Arc::new(Models {
         generator: Generator::load(&generator)?,
         ranker: ranker.as_deref().map(Ranker::load).transpose()?,
-        selector: args
-            .selector
+        selector: selector
             .as_deref()
             .map(|dir| {
                 let opts = LoadOptions {
@@ -305,12 +335,17 @@ fn skip_done(
 
 /// What this run is, for `--resume` to check ([`Job`]): the models by content, the options that
 /// change the output, the input's size.
-fn describe_job(args: &TagArgs, generator: &Path, ranker: Option<&Path>) -> Result<Job> {
+fn describe_job(
+    args: &TagArgs,
+    generator: &Path,
+    ranker: Option<&Path>,
+    selector: Option<&Path>,
+) -> Result<Job> {
     let mut job = Job::default();
     job.set("kpg", env!("CARGO_PKG_VERSION"));
     job.set_model("generator", Some(generator))?;
     job.set_model("ranker", ranker)?;
-    job.set_model("selector", args.selector.as_deref())?;
+    job.set_model("selector", selector)?;
     job.set_model("adapter", args.adapter.as_deref())?;
     job.set("threshold", args.threshold.to_string());
     job.set(
