@@ -229,8 +229,10 @@ fn tag_uses_the_default_selector_when_its_base_is_there() {
     let cwd = tmp.path().join("work");
     let sel = cwd.join("models/selector");
     std::fs::create_dir_all(&sel).unwrap();
-    let mut config = kpg::select::config::SelectorConfig::default();
-    config.base_model = Some("../../../base".into());
+    let config = kpg::select::config::SelectorConfig {
+        base_model: Some("../../../base".into()),
+        ..Default::default()
+    };
     config.write(&sel).unwrap();
     let input = tmp.path().join("docs.jsonl");
     std::fs::write(
