@@ -458,3 +458,28 @@ fn keep_threshold_decides_by_p_true() {
         .expect("a threshold above 1 is refused");
     assert!(err.to_string().contains("keep_threshold"), "{err}");
 }
+
+/// A template's `max_candidates` shows the selector only a record's highest-scored candidates, in
+/// the order it would have shown them, and their decisions are those of a record that had only
+/// them.
+#[test]
+fn max_candidates_shows_the_best_scored_only() {
+    let dir = tempfile::tempdir().unwrap();
+    synth_selector(dir.path(), AnswerFormat::Interleaved);
+    let mut config = SelectorConfig::for_format(AnswerFormat::Interleaved);
+    config.max_candidates = Some(3);
+    config.write(dir.path()).unwrap();
+    let selector = Selector::load(dir.path()).unwrap();
+    let docs: Vec<SelectDocument> = (0..4).map(|i| document(i, 25, 7)).collect();
+    let mut cut: Vec<SelectDocument> = docs.clone();
+    for d in &mut cut {
+        d.candidates.sort_by(|a, b| b.score.total_cmp(&a.score));
+        d.candidates.truncate(3);
+    }
+    let opts = SelectOptions::default();
+    let (full, alone) = (run(&selector, &docs, &opts), run(&selector, &cut, &opts));
+    for (a, b) in full.iter().zip(&alone) {
+        assert_eq!(a["candidates"].as_array().unwrap().len(), 3);
+        assert_same("max_candidates", a, b);
+    }
+}

@@ -75,6 +75,10 @@ pub struct SelectorConfig {
     /// validation data for a trained selector; absent: the likelier label, as greedy decoding.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep_threshold: Option<f32>,
+    /// The selector sees only a record's highest-scored candidates, at most this many (those it
+    /// was trained on); the others are dropped. Absent: all of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_candidates: Option<usize>,
     /// The template's text around the user message, when the prompt is wrapped (set at load).
     #[serde(skip)]
     pub chat: Option<super::chat::ChatWrap>,
@@ -113,6 +117,7 @@ impl SelectorConfig {
             chat_template: ChatMode::Auto,
             base_model: None,
             keep_threshold: None,
+            max_candidates: None,
             chat: None,
         }
     }
@@ -184,6 +189,9 @@ impl SelectorConfig {
             || self.rerank_query.matches("{label}").count() != 1
         {
             return err("rerank_query", "must end with `{label}`, once");
+        }
+        if self.max_candidates == Some(0) {
+            return err("max_candidates", "must be at least 1");
         }
         if self
             .keep_threshold

@@ -288,7 +288,12 @@ impl Selector {
         share_prefix: bool,
     ) -> Result<(Vec<usize>, Group)> {
         self.check_size(doc, mode)?;
-        let order = Self::presentation_order(&doc.candidates, order);
+        let mut order = Self::presentation_order(&doc.candidates, order);
+        if let Some(n) = self.config.max_candidates.filter(|&n| n < order.len()) {
+            let top = Self::presentation_order(&doc.candidates, CandidateOrder::Confidence);
+            let shown: std::collections::HashSet<usize> = top[..n].iter().copied().collect();
+            order.retain(|i| shown.contains(i));
+        }
         let phrases: Vec<&str> = order
             .iter()
             .map(|&i| doc.candidates[i].phrase.as_str())

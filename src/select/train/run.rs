@@ -377,6 +377,8 @@ pub fn train(opts: &SelectorTrainOptions, mut progress: impl FnMut(&Progress)) -
     };
     let mut config = trainer.selector.config.clone();
     config.base_model = Some(relative_path(out, &opts.base)?);
+    // The selector reads as many candidates as it was trained on.
+    config.max_candidates = Some(opts.max_candidates);
     config.write(out)?;
     let base_ref = opts.base.display().to_string();
     let mut log = TrainLog::open(out, state.step)?;
