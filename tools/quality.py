@@ -3,12 +3,23 @@
 `kpg eval --tokenized` (the One2Set protocol), with the candidate pool's recall.
 
     tools/quality.py [--data ../shared/data] [--systems tfidf,yake,rake,generator,kpg] [--keep DIR]
+                     [--selector DIR] [--split test|valid] [--limit N]
 
 Systems:
 - tfidf, yake, rake: tools/baselines.py (top 10 as keyphrases, top 30 as the pool; needs yake and
   multi-rake in this Python);
 - generator: `kpg tag --no-ranker`, the default generator alone (its confidence threshold);
-- kpg: the default `kpg tag` (generator + extractor pool, ranked by models/ranker).
+- kpg: the default `kpg tag` (generator + extractor pool, ranked by models/ranker), without a
+  selector (`--no-selector`): the ranker's cut;
+- selector: `kpg tag --selector DIR`: the LLM selector over the ranked pool (sequence labelling,
+  candidates by score: S-infer);
+- selector-random: the same pools, candidates shuffled (seed 0) and kept in that order
+  (`kpg select --keep-order`);
+- rerank: the same pools, each candidate judged on its own (`kpg select --rerank`, kept at the
+  template's keep_threshold, else 0.5).
+
+--split valid scores the validation sets instead (the KP20k validation sample, inspec.valid), for
+choices; --limit N takes each set's first N documents.
 
 Prints the markdown table on stdout, and the default `kpg tag`'s documents/s (from its summary
 line) on stderr. Run from the repository root with a release build (KPG, default
@@ -30,7 +41,71 @@ NAMES = {
     "rake": "RAKE (pip multi-rake), top 10",
     "generator": "generator alone (`kpg tag --no-ranker`)",
     "kpg": "default `kpg tag` (generator + extractor, ranked)",
+    "selector": "selector, sequence labelling (candidates by score)",
+    "selector-random": "selector, sequence labelling (candidates in random order)",
+    "rerank": "selector as a reranker (each candidate alone)",
 }
+VALID_SETS = ["kp20k", "inspec"]
+
+
+def gold_path_valid(data, s):
+    # (path, tokenized): the KP20k sample is in One2Set form, inspec.valid in original text.
+    if s == "kp20k":
+        return os.path.join(data, "kp20k.valid.first1000.one2set.jsonl.gz"), True
+    return os.path.join(data, "inspec.valid.jsonl.gz"), False
+
+
+def first_lines(path, n, out):
+    import gzip
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rt") as f, open(out, "w") as o:
+        for i, line in enumerate(f):
+            if i >= n:
+                break
+            o.write(line)
+    return out
+
+
+def run(args):
+    r = subprocess.run(args, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SystemExit(f"{' '.join(args)} failed: {r.stderr[-2000:]}")
+    return r
+
+
+def select_on_pool(system, selector, gold, out, work):
+    """The ranked pools of `kpg tag --no-selector`, then `kpg select` over them."""
+    import random
+    pool = out + ".pool.jsonl"
+    run([KPG, "tag", "--no-selector", "--input", gold, "--output", pool, "--progress", "none"])
+    docs = {}
+    import gzip
+    opener = gzip.open if gold.endswith(".gz") else open
+    with opener(gold, "rt") as f:
+        for line in f:
+            d = json.loads(line)
+            docs[str(d["id"])] = d
+    rng = random.Random(0)
+    sel_in = out + ".select-input.jsonl"
+    with open(pool) as f, open(sel_in, "w") as o:
+        for line in f:
+            t = json.loads(line)
+            d = docs[str(t["id"])]
+            cands = [{"phrase": c["phrase"], "score": c["score"]} for c in t["candidates"]]
+            if system == "selector-random":
+                cands.sort(key=lambda c: -c["score"])
+                cfg = json.load(open(os.path.join(selector, "kpg_selector.json")))
+                cands = cands[: cfg.get("max_candidates") or len(cands)]
+                rng.shuffle(cands)
+            o.write(json.dumps({"id": t["id"], "title": d["title"], "abstract": d["abstract"],
+                                "candidates": cands}) + "\n")
+    args = [KPG, "select", "--selector", selector, "--input", sel_in, "--output", out]
+    if system == "selector-random":
+        args.append("--keep-order")
+    else:
+        cfg = json.load(open(os.path.join(selector, "kpg_selector.json")))
+        args += ["--rerank", "--threshold", str(cfg.get("keep_threshold") or 0.5)]
+    run(args)
 
 
 def gold_path(data, s):
@@ -38,7 +113,10 @@ def gold_path(data, s):
     return os.path.join(data, name + ".jsonl.gz")
 
 
-def predict(system, gold, out, work):
+def predict(system, gold, out, work, selector=None):
+    if system in ("selector-random", "rerank"):
+        select_on_pool(system, selector, gold, out, work)
+        return None
     if system in ("tfidf", "yake", "rake"):
         here = os.path.dirname(os.path.abspath(__file__))
         subprocess.run([sys.executable, os.path.join(here, "baselines.py"), system, gold, out],
@@ -47,6 +125,10 @@ def predict(system, gold, out, work):
     args = [KPG, "tag", "--input", gold, "--output", out, "--progress", "none"]
     if system == "generator":
         args.append("--no-ranker")
+    elif system == "selector":
+        args += ["--selector", selector]
+    else:
+        args.append("--no-selector")
     r = subprocess.run(args, capture_output=True, text=True)
     if r.returncode != 0:
         raise SystemExit(f"{' '.join(args)} failed: {r.stderr}")
@@ -54,9 +136,9 @@ def predict(system, gold, out, work):
     return (int(m.group(1)), float(m.group(2))) if m else None
 
 
-def evaluate(pred, gold):
-    r = subprocess.run([KPG, "eval", "--tokenized", "--pred", pred, "--gold", gold],
-                       check=True, capture_output=True, text=True)
+def evaluate(pred, gold, tokenized=True):
+    args = [KPG, "eval", "--pred", pred, "--gold", gold] + (["--tokenized"] if tokenized else [])
+    r = subprocess.run(args, check=True, capture_output=True, text=True)
     return json.loads(r.stdout)
 
 
@@ -65,27 +147,33 @@ def main():
     ap.add_argument("--data", default="../shared/data")
     ap.add_argument("--systems", default="tfidf,yake,rake,generator,kpg")
     ap.add_argument("--keep", help="keep the prediction files here")
+    ap.add_argument("--selector", help="the selector directory of the selector systems")
+    ap.add_argument("--split", choices=["test", "valid"], default="test")
+    ap.add_argument("--limit", type=int, help="each set's first N documents")
     a = ap.parse_args()
     work = a.keep or tempfile.mkdtemp(prefix="kpg-quality-")
     os.makedirs(work, exist_ok=True)
     cols = ["present F1@5", "present F1@M", "absent F1@5", "absent F1@M",
-            "pool present recall", "pool absent recall", "candidates/doc"]
+            "pool present recall", "pool absent recall", "candidates/doc", "dup-token ratio"]
     print("| system | test set | docs | " + " | ".join(cols) + " |")
     print("|---|---|---:|" + "---:|" * len(cols))
     for system in a.systems.split(","):
         rows, docs, secs = [], 0, 0.0
-        for s in SETS:
-            gold = gold_path(a.data, s)
+        for s in (SETS if a.split == "test" else VALID_SETS):
+            gold, tokenized = (gold_path(a.data, s), True) if a.split == "test" \
+                else gold_path_valid(a.data, s)
+            if a.limit:
+                gold = first_lines(gold, a.limit, os.path.join(work, f"gold.{s}.jsonl"))
             pred = os.path.join(work, f"{system}.{s}.jsonl")
-            timing = predict(system, gold, pred, work)
+            timing = predict(system, gold, pred, work, a.selector)
             if timing:
                 docs, secs = docs + timing[0], secs + timing[1]
-            r = evaluate(pred, gold)
+            r = evaluate(pred, gold, tokenized)
             pool = r.get("pool") or {}
             row = [r["present"]["F1@5"], r["present"]["F1@M"], r["absent"]["F1@5"], r["absent"]["F1@M"],
                    pool.get("present", {}).get("recall_micro", float("nan")),
                    pool.get("absent", {}).get("recall_micro", float("nan")),
-                   pool.get("candidates_per_document", float("nan"))]
+                   pool.get("candidates_per_document", float("nan")), r.get("dup_token_ratio", float("nan"))]
             rows.append(row)
             cells = " | ".join(f"{v:.1f}" if i == 6 else f"{v:.3f}" for i, v in enumerate(row))
             print(f"| {NAMES[system]} | {s} | {r['documents']} | {cells} |", flush=True)
