@@ -41,19 +41,38 @@ pub struct CudaDevice {
 }
 
 impl CudaDevice {
-    /// Whether the CUDA driver library can be loaded at all (false on a machine without one);
-    /// checked before any other call, since cudarc panics on a missing library.
-    pub fn driver_present() -> bool {
-        // SAFETY: only tries to dlopen libcuda; no CUDA call is made.
-        unsafe { cudarc::driver::sys::is_culib_present() }
+    /// The CUDA libraries kpg loads at run time that cannot be found, by file name; cudarc panics
+    /// on the first call into a library it cannot load, so they are looked for first.
+    pub fn missing_libraries() -> Vec<&'static str> {
+        // SAFETY: each only tries to dlopen its library; no CUDA call is made.
+        let present = unsafe {
+            [
+                (
+                    "libcuda.so (the NVIDIA driver)",
+                    cudarc::driver::sys::is_culib_present(),
+                ),
+                (
+                    "libcublas.so (cuBLAS)",
+                    cudarc::cublas::sys::is_culib_present(),
+                ),
+            ]
+        };
+        present
+            .into_iter()
+            .filter(|(_, here)| !here)
+            .map(|(name, _)| name)
+            .collect()
     }
 
     /// Opens GPU `ordinal` and loads every embedded kernel module.
     pub fn new(ordinal: usize) -> Result<Arc<Self>> {
-        if !Self::driver_present() {
-            return Err(KpgError::CudaUnavailable(
-                "the CUDA driver library (libcuda.so) was not found".into(),
-            ));
+        let missing = Self::missing_libraries();
+        if !missing.is_empty() {
+            return Err(KpgError::CudaUnavailable(format!(
+                "{} not found: install the NVIDIA driver and the CUDA 13 runtime libraries \
+                 (cuBLAS), or put them on LD_LIBRARY_PATH",
+                missing.join(", ")
+            )));
         }
         let count = CudaContext::device_count().during(|| "counting CUDA devices".into())?;
         if ordinal as i32 >= count {
