@@ -217,3 +217,93 @@ fn malformed_training_records_are_skipped_and_named() {
     assert!(log.contains("bad.jsonl, line 32"), "{log}");
     assert!(log.contains("2 malformed"), "{log}");
 }
+
+/// Synthetic records whose one keyphrase is the first two words of the title, placed somewhere
+/// in the abstract among 18 other words of a 60-word vocabulary.
+fn synthetic_records(path: &Path, n: usize, seed: u64) {
+    let mut rng = kpg::selftest::random::Rng::new(seed);
+    let mut text = String::new();
+    for i in 0..n {
+        let mut words: Vec<usize> = (0..60).collect();
+        for k in (1..60).rev() {
+            words.swap(k, rng.below(k + 1));
+        }
+        let (title, rest) = (&words[..2], &words[2..20]);
+        let w = |k: &usize| format!("w{k}");
+        let mut abstract_: Vec<String> = rest.iter().map(w).collect();
+        let at = rng.below(abstract_.len());
+        abstract_.splice(at..at, title.iter().map(w));
+        let key = title.iter().map(w).collect::<Vec<_>>().join(" ");
+        let record = serde_json::json!({"id": format!("s{i}"), "title": format!("{key} study"),
+            "abstract": abstract_.join(" "), "keyphrases": [key]});
+        text.push_str(&record.to_string());
+        text.push('\n');
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+/// Training with the optimal-transport assignment learns a task, judged by what the model writes
+/// (OT's loss is not comparable across steps): on held-out records, present F1@M of the
+/// generator after 60 steps is at least 0.8 (it reaches 1.0), where after one step it is at most
+/// 0.1 (it is 0).
+#[test]
+fn training_with_ot_assignment_learns_a_copy_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let (train, valid) = (
+        dir.path().join("train.jsonl"),
+        dir.path().join("valid.jsonl"),
+    );
+    synthetic_records(&train, 400, 1);
+    synthetic_records(&valid, 60, 2);
+    let f1_after = |steps: usize| -> f64 {
+        let out = dir.path().join(format!("gen{steps}"));
+        let args: Vec<String> = [
+            "train",
+            "generator",
+            "--preset",
+            "tiny",
+            "--assign",
+            "ot",
+            "--lr",
+            "1e-3",
+            "--epochs",
+            "100",
+            "--valid-every",
+            "20",
+            "--train",
+            train.to_str().unwrap(),
+            "--valid",
+            valid.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--max-steps",
+            &steps.to_string(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        ok(kpg(&args));
+        let pred = dir.path().join(format!("pred{steps}.jsonl"));
+        let generated = ok(Command::new(kpg_bin())
+            .args(["generate", "--generator", out.to_str().unwrap(), "--input"])
+            .arg(&valid)
+            .output()
+            .unwrap());
+        std::fs::write(&pred, generated.stdout).unwrap();
+        let scored = ok(Command::new(kpg_bin())
+            .args([
+                "eval",
+                "--pred",
+                pred.to_str().unwrap(),
+                "--gold",
+                valid.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap());
+        let r: serde_json::Value = serde_json::from_slice(&scored.stdout).unwrap();
+        r["present"]["F1@M"].as_f64().unwrap()
+    };
+    let (before, after) = (f1_after(1), f1_after(60));
+    assert!(before <= 0.1, "one step already solves it: {before}");
+    assert!(after >= 0.8, "present F1@M {before} → {after}");
+}
