@@ -1,6 +1,9 @@
 //! The selector: constrained decoding equals greedy decoding over the whole vocabulary restricted to
 //! the labels; a document's decisions do not depend on its batch, on prefix sharing or on the cache
-//! size; bad records are reported in place; templates that tokenise badly fail at load.
+//! size; bad records are reported in place; templates that tokenise badly fail at load. The
+//! program (prompt, tokens, label slots) and the decisions are also held to a reference that
+//! shares no code with kpg: transformers with the prompt rendered in Python
+//! (`decisions_and_program_equal_transformers`).
 
 mod common;
 
@@ -481,5 +484,67 @@ fn max_candidates_shows_the_best_scored_only() {
     for (a, b) in full.iter().zip(&alone) {
         assert_eq!(a["candidates"].as_array().unwrap().len(), 3);
         assert_same("max_candidates", a, b);
+    }
+}
+
+/// Held to transformers, with nothing of kpg's prompt code on the reference side: for the tiny
+/// synthetic selector (seed 42) in both answer formats, `tests/fixtures/selector/transformers.json`
+/// (from `tools/make_selector_fixture.py`: the prompt rendered in Python from the template,
+/// tokenised by the tokenizers library through transformers, each label decided by
+/// `LlamaForCausalLM` over the whole prefix) gives the program's tokens with the decisions
+/// written in, the decisions and P(true), which kpg must reproduce. If `kpg synth` ever changes
+/// its weights, regenerate the fixture.
+#[test]
+fn decisions_and_program_equal_transformers() {
+    let fixture: Value = serde_json::from_str(
+        &std::fs::read_to_string(common::fixtures().join("selector/transformers.json")).unwrap(),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    kpg::synth::synth_llama(
+        &kpg::synth::llama_preset("tiny").unwrap(),
+        DType::F32,
+        42,
+        dir.path(),
+    )
+    .unwrap();
+    for case in fixture["cases"].as_array().unwrap() {
+        let config: SelectorConfig = serde_json::from_value(case["template"].clone()).unwrap();
+        config.write(dir.path()).unwrap();
+        let selector = Selector::load(dir.path()).unwrap();
+        let format = case["format"].as_str().unwrap();
+        for d in case["documents"].as_array().unwrap() {
+            let line = d["record"].to_string();
+            let doc = kpg::select::document::parse_document(&line, 1).unwrap();
+            // The program, with the reference's decisions written into its label slots.
+            let (_, group) = selector
+                .group(
+                    &doc,
+                    CandidateOrder::Confidence,
+                    SelectMode::Sequence,
+                    false,
+                )
+                .unwrap();
+            let program = &group.members[0];
+            let want_selected: Vec<bool> = serde_json::from_value(d["selected"].clone()).unwrap();
+            let mut tokens = program.tokens.clone();
+            for (slot, &keep) in program.labels.iter().zip(&want_selected) {
+                tokens[slot.pos] = slot.ids[usize::from(!keep)];
+            }
+            let want_ids: Vec<u32> = serde_json::from_value(d["ids"].clone()).unwrap();
+            assert_eq!(tokens, want_ids, "{format} {}: program tokens", doc.id);
+
+            let out = run(&selector, &[doc.clone()], &SelectOptions::default());
+            let (selected, p_true) = decisions(&out[0]);
+            let want_p: Vec<f32> = serde_json::from_value(d["p_true"].clone()).unwrap();
+            assert_eq!(selected, want_selected, "{format} {}", doc.id);
+            common::assert_close(
+                &format!("{format} {} P(true)", doc.id),
+                &p_true,
+                &want_p,
+                1e-4,
+                0.0,
+            );
+        }
     }
 }
