@@ -275,3 +275,45 @@ fn tag_uses_the_default_selector_when_its_base_is_there() {
         "{stderr}"
     );
 }
+
+/// A random-weight selector keeps nothing, and `kpg select` says why, with the highest P(true)
+/// it saw and what to do.
+#[test]
+fn a_selector_that_keeps_nothing_says_why() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path().join("base");
+    ok(kpg(&[
+        "synth",
+        "--arch",
+        "llama",
+        "--preset",
+        "tiny",
+        "--out",
+        base.to_str().unwrap(),
+    ]));
+    let input = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/candidates.jsonl");
+    let out = ok(kpg(&[
+        "select",
+        "--selector",
+        base.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+    ]));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let kept: usize = stdout
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["keyphrases"].as_array().unwrap().len()
+        })
+        .sum();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        kept, 0,
+        "the random selector kept something: the test needs another seed"
+    );
+    assert!(
+        stderr.contains("no candidate was kept") && stderr.contains("kpg train selector"),
+        "{stderr}"
+    );
+}

@@ -121,5 +121,23 @@ pub fn select(args: SelectArgs) -> Result<i32> {
         secs,
         summary.documents as f64 / secs.max(1e-9)
     );
+    if let Some(note) = nothing_kept_note(&summary) {
+        eprintln!("kpg select: {note}");
+    }
     Ok(if summary.failed > 0 { 1 } else { 0 })
+}
+
+/// Why every document came back empty, when the selector kept no candidate at all: a model that
+/// was never trained to label (a random-weight one, or an instruct model used as it is) puts no
+/// probability on the true label.
+pub(crate) fn nothing_kept_note(summary: &SelectSummary) -> Option<String> {
+    (summary.candidates > 0 && summary.kept == 0).then(|| {
+        format!(
+            "no candidate was kept: the highest P(true) of all {} was {:.3}, under the decision \
+             rule. A model that was not trained as a selector (a random-weight one, or an \
+             instruct model as it is) rarely says true; train one with `kpg train selector`, \
+             or use the ranker's cut (`kpg tag` without --selector).",
+            summary.candidates, summary.max_p_true
+        )
+    })
 }

@@ -29,6 +29,10 @@ pub struct SelectSummary {
     pub documents: usize,
     pub failed: usize,
     pub candidates: usize,
+    /// Candidates kept, over all documents.
+    pub kept: usize,
+    /// The highest P(true) of any candidate, or 0 without one.
+    pub max_p_true: f32,
     pub stats: SchedulerStats,
 }
 
@@ -94,6 +98,10 @@ where
             (Ok(decisions), Some(doc)) => {
                 summary.candidates += doc.candidates.len();
                 let sel = Selector::selection(doc, &payload.order, opts.mode, &decisions);
+                summary.kept += sel.keyphrases.len();
+                for c in &sel.candidates {
+                    summary.max_p_true = summary.max_p_true.max(c.p_true);
+                }
                 serde_json::to_string(&sel).expect("plain values")
             }
             (Err(e), _) => {
