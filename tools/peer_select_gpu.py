@@ -8,11 +8,18 @@ row's template tokens and restricts each choice to the row's two label tokens.
     python tools/peer_select_gpu.py --selector DIR --programs /tmp/p.json --batch 64
 
 Prints one JSON line: documents/s, and how many decisions agree with kpg's. `--device cpu --dtype
-float32` runs it on a machine without a GPU (a tiny synth model), to check it.
+float32` runs it on a machine without a GPU (a tiny synth model), to check it, or to compare with
+kpg on the CPU.
+
+A trained selector (`kpg train selector`: a kpg_selector.json naming its `base_model`, and a peft
+adapter beside it) loads as a user of transformers would run it: the base (a Hugging Face
+directory, or a GGUF file through `gguf_file=`, dequantized), the adapter by peft, merged into the
+weights (peft's fastest way to serve a LoRA).
 """
 
 import argparse
 import json
+import os
 import time
 
 import torch
@@ -77,6 +84,23 @@ def run_batch(model, programs, pad_id, device):
     return results
 
 
+def load(selector, dtype):
+    cfg_path = os.path.join(selector, "kpg_selector.json")
+    cfg = json.load(open(cfg_path)) if os.path.exists(cfg_path) else {}
+    if not cfg.get("base_model"):
+        return LlamaForCausalLM.from_pretrained(selector, dtype=dtype, attn_implementation="sdpa")
+    base = os.path.normpath(os.path.join(selector, cfg["base_model"]))
+    kwargs = dict(dtype=dtype, attn_implementation="sdpa")
+    if base.endswith(".gguf"):
+        kwargs["gguf_file"] = os.path.basename(base)
+        base = os.path.dirname(base)
+    model = LlamaForCausalLM.from_pretrained(base, **kwargs)
+    if os.path.exists(os.path.join(selector, "adapter_config.json")):
+        from peft import PeftModel
+        model = PeftModel.from_pretrained(model, selector).merge_and_unload()
+    return model
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--selector", required=True)
@@ -86,8 +110,7 @@ def main():
     ap.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
     args = ap.parse_args()
     dtype = getattr(torch, args.dtype)
-    model = LlamaForCausalLM.from_pretrained(args.selector, dtype=dtype,
-                                             attn_implementation="sdpa").to(args.device).eval()
+    model = load(args.selector, dtype).to(args.device).eval()
     docs = json.load(open(args.programs))
     # One entry per program with labels, remembering its document; sorted by prompt length so
     # that a batch pads little (a user with a batch job would do the same).
