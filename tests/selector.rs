@@ -534,7 +534,11 @@ fn decisions_and_program_equal_transformers() {
             let want_ids: Vec<u32> = serde_json::from_value(d["ids"].clone()).unwrap();
             assert_eq!(tokens, want_ids, "{format} {}: program tokens", doc.id);
 
-            let out = run(&selector, std::slice::from_ref(&doc), &SelectOptions::default());
+            let out = run(
+                &selector,
+                std::slice::from_ref(&doc),
+                &SelectOptions::default(),
+            );
             let (selected, p_true) = decisions(&out[0]);
             let want_p: Vec<f32> = serde_json::from_value(d["p_true"].clone()).unwrap();
             assert_eq!(selected, want_selected, "{format} {}", doc.id);

@@ -4,7 +4,7 @@
 //! and `slot_attention_forward` in `backend::cpu::segment_attention`.
 
 use cudarc::driver::sys::CUfunction_attribute_enum::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES;
-use cudarc::driver::{CudaView, CudaViewMut, LaunchConfig, PushKernelArg};
+use cudarc::driver::{CudaView, CudaViewMut, DevicePtr, LaunchConfig, PushKernelArg};
 use half::bf16;
 
 use crate::backend::cuda::device::{CudaDevice, CudaResultExt};
@@ -24,6 +24,27 @@ fn head_dim_error(op: &'static str, allowed: &str, head_dim: usize) -> KpgError 
         expected: format!("head_dim {allowed} (the CUDA kernels' instantiations)"),
         got: head_dim.to_string(),
     }
+}
+
+/// The kernels read keys and values 16 bytes at a time (`int4`, eight bf16), which faults on a
+/// buffer that is not 16-byte aligned: a view that starts at an element offset that is not a
+/// multiple of 8. Allocations are aligned; such a view is refused here, by name, before launch.
+/// (Rows stay aligned inside: every head_dim these kernels take is a multiple of 8.)
+fn require_16_byte_aligned(
+    dev: &CudaDevice,
+    op: &'static str,
+    name: &str,
+    buf: &CudaView<'_, bf16>,
+) -> Result<()> {
+    let (ptr, _sync) = buf.device_ptr(dev.stream());
+    if ptr % 16 != 0 {
+        return Err(KpgError::Shape {
+            op,
+            expected: format!("`{name}` 16-byte aligned (a view at a multiple of 8 elements)"),
+            got: format!("a buffer at {ptr:#x}"),
+        });
+    }
+    Ok(())
 }
 
 /// The packed documents of a batch: `docs` documents, `tokens` in all, the longest `max_len`.
@@ -70,6 +91,7 @@ pub fn encoder_attention_forward(
             got: packed.docs.to_string(),
         });
     }
+    require_16_byte_aligned(dev, OP, "qkv", qkv)?;
     let f = dev.function("one2set_encoder_attention", name)?;
     let heads_i = int(OP, num_heads)?;
     let scale = 1.0 / (head_dim as f32).sqrt();
@@ -251,6 +273,7 @@ pub fn cross_attention_forward(
             got: format!("{} tokens ({} KiB)", s.packed.max_len, shared / 1024),
         });
     }
+    require_16_byte_aligned(dev, OP, "kv", kv)?;
     let f = dev.function("one2set_decode", name)?;
     if shared > DEFAULT_SHARED {
         f.set_attribute(
