@@ -8,7 +8,7 @@ threshold beside the ranker's cut (`kpg tag --no-selector`). Offline, a threshol
 its decisions back into later ones as a real run does; check the chosen one with
 `tools/quality.py --split valid --systems kpg,selector` after writing it into kpg_selector.json.
 
-    python3 tools/tune_keep_threshold.py --selector local/runs/sel2 [--limit 150]
+    python3 tools/tune_keep_threshold.py --selector checkpoints/selector-smollm2-r8 [--limit 150]
 """
 
 import argparse
