@@ -106,28 +106,41 @@ impl Adam {
         for (prefix, moment) in [("m", &mut adam.m), ("v", &mut adam.v)] {
             for t in &mut moment.tensors {
                 let name = format!("{prefix}.{}", t.name);
-                let view = st.tensor(&name).map_err(|_| KpgError::MissingTensor {
-                    name: name.clone(),
-                    path: path.to_path_buf(),
-                })?;
-                if view.dtype() != Dtype::F32 || view.shape() != t.shape.as_slice() {
-                    return Err(KpgError::TensorShape {
-                        name,
-                        path: path.to_path_buf(),
-                        expected: t.shape.clone(),
-                        got: view.shape().to_vec(),
-                    });
-                }
-                for (o, c) in t.data.iter_mut().zip(view.data().chunks_exact(4)) {
-                    *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-                }
+                read_f32_tensor(&st, path, &name, &t.shape, &mut t.data)?;
             }
         }
         Ok(adam)
     }
 }
 
-fn st_err(path: &Path, e: impl std::fmt::Display) -> KpgError {
+/// Reads the f32 tensor `name` of `shape` from an optimiser state file into `out`; a missing
+/// tensor or another shape or type is an error naming the file and the tensor.
+pub(crate) fn read_f32_tensor(
+    st: &SafeTensors<'_>,
+    path: &Path,
+    name: &str,
+    shape: &[usize],
+    out: &mut [f32],
+) -> Result<()> {
+    let view = st.tensor(name).map_err(|_| KpgError::MissingTensor {
+        name: name.to_string(),
+        path: path.to_path_buf(),
+    })?;
+    if view.dtype() != Dtype::F32 || view.shape() != shape {
+        return Err(KpgError::TensorShape {
+            name: name.to_string(),
+            path: path.to_path_buf(),
+            expected: shape.to_vec(),
+            got: view.shape().to_vec(),
+        });
+    }
+    for (o, c) in out.iter_mut().zip(view.data().chunks_exact(4)) {
+        *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+    }
+    Ok(())
+}
+
+pub(crate) fn st_err(path: &Path, e: impl std::fmt::Display) -> KpgError {
     KpgError::SafeTensors {
         path: path.to_path_buf(),
         reason: e.to_string(),

@@ -12,6 +12,7 @@ use super::ops::{
     silu_mul_forward, weighted_cross_entropy, AttentionShape, RopeAngles,
 };
 use crate::error::{KpgError, Result};
+use crate::model::config::LlamaConfig;
 use crate::train::ops::matmul::matmul;
 use crate::train::Real;
 
@@ -117,6 +118,16 @@ fn lora_linear_backward<T: Real>(
     }
 }
 
+/// The causal self-attention of a sequence of `tokens` under `config`.
+fn attention_shape(config: &LlamaConfig, tokens: usize) -> AttentionShape {
+    AttentionShape {
+        tokens,
+        heads: config.num_attention_heads,
+        kv_heads: config.num_key_value_heads,
+        head_dim: config.head_dim,
+    }
+}
+
 fn check_tokens<T: Real>(base: &BaseModel<T>, tokens: &[u32], scored: &ScoredRows) -> Result<()> {
     let c = &base.config;
     if tokens.is_empty() {
@@ -166,12 +177,7 @@ pub fn forward<T: Real>(
     let (q_dim, kv_dim) = (c.q_dim(), c.kv_dim());
     let eps = c.rms_norm_eps as f64;
     let scale = T::of(lora.shape.scale());
-    let shape = AttentionShape {
-        tokens: n,
-        heads: c.num_attention_heads,
-        kv_heads: c.num_key_value_heads,
-        head_dim: c.head_dim,
-    };
+    let shape = attention_shape(c, n);
     let rope = RopeAngles::new(&base.inv_freq, n);
 
     let mut x = zeros::<T>(n * hidden);
@@ -293,12 +299,7 @@ fn backward<T: Real>(
     let (hidden, inter) = (c.hidden_size, c.intermediate_size);
     let (q_dim, kv_dim) = (c.q_dim(), c.kv_dim());
     let scale = T::of(lora.shape.scale());
-    let shape = AttentionShape {
-        tokens: n,
-        heads: c.num_attention_heads,
-        kv_heads: c.num_key_value_heads,
-        head_dim: c.head_dim,
-    };
+    let shape = attention_shape(c, n);
     let rows = scored.rows.len();
 
     // The head: d h_rows = dlogits·lm_head, through the final norm, into the residual rows.

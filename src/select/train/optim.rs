@@ -11,6 +11,7 @@ use safetensors::{Dtype, SafeTensors};
 
 use super::lora_params::LoraParams;
 use crate::error::{KpgError, Result};
+use crate::train::adam::{read_f32_tensor, st_err};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct AdamW {
@@ -130,31 +131,9 @@ impl AdamW {
         adam.eps = num("eps")?;
         for (prefix, moment) in [("m", &mut adam.m), ("v", &mut adam.v)] {
             for (i, s) in moment.slices_mut().enumerate() {
-                let name = format!("{prefix}.{i}");
-                let view = st.tensor(&name).map_err(|_| KpgError::MissingTensor {
-                    name: name.clone(),
-                    path: path.to_path_buf(),
-                })?;
-                if view.dtype() != Dtype::F32 || view.shape() != [s.len()] {
-                    return Err(KpgError::TensorShape {
-                        name,
-                        path: path.to_path_buf(),
-                        expected: vec![s.len()],
-                        got: view.shape().to_vec(),
-                    });
-                }
-                for (o, c) in s.iter_mut().zip(view.data().chunks_exact(4)) {
-                    *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-                }
+                read_f32_tensor(&st, path, &format!("{prefix}.{i}"), &[s.len()], s)?;
             }
         }
         Ok(adam)
-    }
-}
-
-fn st_err(path: &Path, e: impl std::fmt::Display) -> KpgError {
-    KpgError::SafeTensors {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
     }
 }
