@@ -4,7 +4,7 @@
 //! go (`slot_mapping`). Blocks are reference-counted so that sequences with a common prefix share
 //! them; a shared block is copied before anyone writes into it (copy-on-write).
 
-use crate::backend::cpu::attention::PagedLayer;
+use crate::backend::paged::{CacheShape, PagedLayer};
 use crate::error::{KpgError, Result};
 
 pub const DEFAULT_BLOCK_SIZE: usize = 16;
@@ -85,21 +85,6 @@ impl BlockTable {
 
     pub fn num_tokens(&self) -> usize {
         self.num_tokens
-    }
-}
-
-/// Shape of what is cached per token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CacheShape {
-    pub num_layers: usize,
-    pub num_kv_heads: usize,
-    pub head_dim: usize,
-}
-
-impl CacheShape {
-    /// f32 keys and values of every layer for one token.
-    pub fn bytes_per_token(&self) -> usize {
-        2 * self.num_layers * self.num_kv_heads * self.head_dim * std::mem::size_of::<f32>()
     }
 }
 

@@ -6,11 +6,12 @@
 //! reference backend, the paged KV cache, the models, and the `kpg` command line.
 
 pub mod assign;
+pub mod autodiff;
 pub mod backend;
+pub mod checkpoint;
 pub mod cli;
 pub mod error;
 pub mod eval;
-pub mod generate;
 pub mod gguf;
 pub mod kv_cache;
 pub mod memory;
@@ -24,8 +25,7 @@ pub mod select;
 pub mod selftest;
 pub mod synth;
 pub mod tokenizer;
-pub mod train;
-pub mod trainer;
+pub mod train_generator;
 
 pub use error::{KpgError, Result};
 pub use pipeline::{Document, Pipeline, PipelineOptions, RecordId, Tagged, TaggedCandidate};

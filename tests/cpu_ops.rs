@@ -7,11 +7,11 @@ mod common;
 
 use common::{assert_close, random_vec};
 use kpg::backend::cpu::attention::{
-    attention_reference, paged_attention_forward, paged_attention_forward_portable, PagedLayer,
-    TokenContext,
+    attention_reference, paged_attention_forward, paged_attention_forward_portable,
 };
 use kpg::backend::cpu::convert::from_f32;
 use kpg::backend::cpu::linear::{linear_forward, linear_reference, LinearScratch};
+use kpg::backend::paged::{PagedLayer, TokenContext};
 use kpg::model::weights::{DType, WeightView};
 
 /// Tolerances of the f32 compute (weights are widened exactly, so one table serves all dtypes).

@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 
 use common::{fixtures, rel_error};
-use kpg::generate::{greedy_generate, teacher_forced_logits, RunOptions};
+use kpg::model::llama::generate::{greedy_generate, teacher_forced_logits, RunOptions};
 use kpg::model::llama::Llama;
 use serde_json::Value;
 

@@ -10,12 +10,12 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
+use kpg::autodiff::Real;
 use kpg::model::llama::Llama;
 use kpg::model::lora::LoraAdapter;
 use kpg::select::train::base::BaseModel;
 use kpg::select::train::lora_params::{LoraParams, LoraShape};
 use kpg::select::train::model::{forward, loss_backward, ScoredRows};
-use kpg::train::Real;
 use serde_json::Value;
 
 struct Case {

@@ -5,8 +5,8 @@
 mod common;
 
 use common::rel_error;
-use kpg::generate::{greedy_generate, teacher_forced_logits, RunOptions};
 use kpg::kv_cache::{BlockTable, CacheCapacity};
+use kpg::model::llama::generate::{greedy_generate, teacher_forced_logits, RunOptions};
 use kpg::model::llama::{Llama, LlamaWorkspace, LogitRows, SeqChunk};
 use kpg::model::weights::DType;
 use kpg::synth::{llama_preset, synth_llama, synth_llama_sharded};

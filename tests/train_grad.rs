@@ -3,19 +3,19 @@
 
 mod common;
 
-use kpg::model::one2set_config::One2SetConfig;
-use kpg::train::ops::attention::{
+use kpg::autodiff::ops::attention::{
     attention_backward, attention_forward, head0_forward, AttnLayout, Group,
 };
-use kpg::train::ops::copy::{
+use kpg::autodiff::ops::copy::{
     copy_loss_backward, copy_loss_forward, softmax_forward, CopyInputs, CopyRow,
 };
-use kpg::train::ops::dropout::{dropout_backward, dropout_forward, Dropout};
-use kpg::train::ops::embedding::{embedding_backward, embedding_forward};
-use kpg::train::ops::ffn::{ffn_backward, ffn_forward, FfnGrads, FfnWeights};
-use kpg::train::ops::layernorm::{layernorm_backward, layernorm_forward};
-use kpg::train::ops::linear::{linear_backward, linear_forward};
-use kpg::train::{loss_backward, Params, TrainBatch, TrainWorkspace};
+use kpg::autodiff::ops::dropout::{dropout_backward, dropout_forward, Dropout};
+use kpg::autodiff::ops::embedding::{embedding_backward, embedding_forward};
+use kpg::autodiff::ops::ffn::{ffn_backward, ffn_forward, FfnGrads, FfnWeights};
+use kpg::autodiff::ops::layernorm::{layernorm_backward, layernorm_forward};
+use kpg::autodiff::ops::linear::{linear_backward, linear_forward};
+use kpg::autodiff::{loss_backward, Params, TrainBatch, TrainWorkspace};
+use kpg::model::one2set_config::One2SetConfig;
 
 const H: f64 = 1e-6;
 /// Central differences at h = 1e-6 in f64 carry about 1e-10 absolute error on O(1) losses.

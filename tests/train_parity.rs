@@ -7,11 +7,11 @@ mod common;
 use std::path::Path;
 
 use common::{fixtures, rel_error};
-use kpg::model::one2set::{One2Set, One2SetWorkspace};
-use kpg::model::one2set_config::One2SetConfig;
-use kpg::train::{
+use kpg::autodiff::{
     clip_grad_norm, forward_dists, loss_backward, Adam, Dropout, Params, TrainBatch, TrainWorkspace,
 };
+use kpg::model::one2set::{One2Set, One2SetWorkspace};
+use kpg::model::one2set_config::One2SetConfig;
 use safetensors::SafeTensors;
 use serde_json::Value;
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""PyTorch peer of kpg's One2Set training model (src/train/): the same generator as
+"""PyTorch peer of kpg's One2Set training model (src/autodiff/): the same generator as
 tools/one2set_reference.py, teacher-forced on a batch of padded documents with every slot's
 decoder inputs, and the same loss, written from the authors' released code (jiacheng-ye/kg_one2set:
 pykp/encoder/transformer.py, pykp/decoder/transformer.py, pykp/modules/multi_head_attn.py,

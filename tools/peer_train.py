@@ -3,7 +3,7 @@
 way the authors' released code does them (jiacheng-ye/kg_one2set, train_ml.py), for side-by-side
 training-speed figures. Not part of CI.
 
-Per step, as kpg's trainer (src/trainer/step.rs, targets.rs, run.rs): a no-grad greedy pass of
+Per step, as kpg's trainer (src/train_generator/step.rs, targets.rs, run.rs): a no-grad greedy pass of
 K = 2 steps over every control code (the encoder once, the decoder for step 0 reading <bos> and again
 for step 1 reading step 0's argmax, a copied word as <unk>); every target scored against the slots
 of its half in one batched gather (OT: Σ_{t<2} P(seq[t]) over every token; Hungarian: <null> and

@@ -17,6 +17,7 @@
 
 pub mod hungarian;
 pub mod ot;
+pub mod random;
 
 use rayon::prelude::*;
 

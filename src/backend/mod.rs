@@ -6,5 +6,6 @@ pub mod cpu;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 mod device_kind;
+pub mod paged;
 
 pub use device_kind::DeviceKind;

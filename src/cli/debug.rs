@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::{print_line, GenerateArgs, LoadArgs, LogitsArgs, ModelInput};
 use crate::error::{KpgError, Result};
-use crate::generate::{greedy_generate_timed, teacher_forced_logits, RunOptions};
+use crate::model::llama::generate::{greedy_generate_timed, teacher_forced_logits, RunOptions};
 use crate::model::llama::Llama;
 
 fn load(input: &ModelInput) -> Result<(Llama, Vec<u32>, RunOptions)> {

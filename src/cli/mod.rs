@@ -2,12 +2,6 @@
 //! arguments into a validated config before doing any work.
 
 mod bench;
-mod bench_attention;
-mod bench_generate;
-pub(crate) mod bench_ot;
-mod bench_prefill;
-mod bench_tag;
-mod bench_train;
 mod debug;
 pub(crate) mod debug_ot;
 mod eval;
@@ -125,19 +119,19 @@ pub enum BenchCommand {
     /// The One2Set generator on synthetic (or given) documents: documents/s, slots/s.
     Generate(BenchGenerateArgs),
     /// Generator training on real documents: examples/s and one step's time by phase.
-    Train(bench_train::BenchTrainArgs),
+    Train(bench::train::BenchTrainArgs),
     /// Training's target assignment (OT or Hungarian) on random score matrices: problems/s.
     Ot(BenchOtArgs),
     /// The whole pipeline through the library API: throughput, and the latency of one document
     /// per call (p50, p99), alone and with concurrent callers.
     Tag(BenchTagArgs),
     /// One LLaMA prefill pass over a batch of prompts: tokens/s and TFLOP/s.
-    Prefill(bench_prefill::BenchPrefillArgs),
+    Prefill(bench::prefill::BenchPrefillArgs),
     /// The GPU's ceilings, measured: device-to-device copy GB/s and bf16 cuBLAS GEMM TFLOP/s.
-    Ceilings(bench_prefill::BenchCeilingsArgs),
+    Ceilings(bench::prefill::BenchCeilingsArgs),
     /// The paged attention kernels (decode or prefill) against the device-to-device copy
     /// ceiling, with CUDA events: seconds, GB/s of keys and values, share of copy bandwidth.
-    Attention(bench_attention::BenchAttentionArgs),
+    Attention(bench::attention::BenchAttentionArgs),
 }
 
 /// Which target assignment to run.

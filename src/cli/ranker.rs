@@ -18,7 +18,7 @@ use crate::rank::extract::{phrase_key, DocumentText};
 use crate::rank::features::FEATURE_NAMES;
 use crate::rank::neighbors::{NeighborIndex, NEIGHBORS_FILE};
 use crate::rank::pool::build_pool;
-use crate::rank::tables::{self, PhraseTable, PHRASES_FILE};
+use crate::rank::tables::{PhraseTable, PHRASES_FILE};
 
 #[derive(Subcommand, Debug)]
 pub enum RankerCommand {
@@ -79,7 +79,8 @@ fn build_tables(args: TablesArgs) -> Result<i32> {
         ));
     }
     let exclude: HashSet<String> = args.exclude_id.iter().cloned().collect();
-    let (table, index, skipped) = tables::build(&args.train, args.max_words, &exclude)?;
+    let (table, index, skipped) =
+        crate::rank::build::build_tables(&args.train, args.max_words, &exclude)?;
     let missing: Vec<&String> = exclude.iter().filter(|id| !skipped.contains(id)).collect();
     if !missing.is_empty() {
         return Err(KpgError::InvalidArgument(format!(

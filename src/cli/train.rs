@@ -12,8 +12,8 @@ use super::AssignMethodArg;
 use crate::error::{KpgError, Result};
 use crate::model::one2set_config::One2SetConfig;
 use crate::synth::one2set::one2set_preset;
-use crate::trainer::options::TrainOptions;
-use crate::trainer::run::{train, Progress};
+use crate::train_generator::options::TrainOptions;
+use crate::train_generator::run::{train, Progress};
 
 #[derive(Subcommand, Debug)]
 pub enum TrainCommand {

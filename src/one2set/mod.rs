@@ -13,11 +13,7 @@
 pub mod batch_layout;
 pub mod candidates;
 #[cfg(feature = "cuda")]
-pub mod cuda_decode;
-#[cfg(feature = "cuda")]
-pub mod cuda_model;
-#[cfg(feature = "cuda")]
-pub mod cuda_weights;
+pub mod cuda;
 pub mod decode;
 pub mod document;
 pub mod run;
@@ -58,7 +54,7 @@ pub struct GenerateWorkspace {
     model: One2SetWorkspace,
     decode: DecodeScratch,
     #[cfg(feature = "cuda")]
-    cuda: Option<cuda_decode::CudaDecoder>,
+    cuda: Option<cuda::decode::CudaDecoder>,
 }
 
 impl GenerateWorkspace {
@@ -71,7 +67,7 @@ impl GenerateWorkspace {
             DeviceKind::Cuda => {
                 let dev = crate::backend::cuda::CudaDevice::new(gpu)?;
                 Ok(GenerateWorkspace {
-                    cuda: Some(cuda_decode::CudaDecoder::new(dev, &generator.model)?),
+                    cuda: Some(cuda::decode::CudaDecoder::new(dev, &generator.model)?),
                     ..Self::default()
                 })
             }

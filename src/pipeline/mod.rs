@@ -95,7 +95,7 @@ pub struct TaggedCandidate {
     pub present: bool,
     /// Which stage proposed it (`extractor`, `generator` or `both`), when a ranker built the pool.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub source: Option<crate::rank::pool::Source>,
+    pub source: Option<crate::rank::candidate::Source>,
     /// Whether it is one of the document's keyphrases.
     pub selected: bool,
     /// The selector's probability of the true label; absent without a selector.

@@ -7,8 +7,9 @@
 
 use std::collections::HashMap;
 
+use super::candidate::PoolCandidate;
+pub use super::candidate::FEATURE_COUNT;
 use super::extract::DocumentText;
-use super::pool::PoolCandidate;
 use super::tables::PhraseTable;
 
 /// The features in the order of a ranker's `features` list; a ranker trained on another list is
@@ -47,8 +48,6 @@ pub const FEATURE_NAMES: [&str; FEATURE_COUNT] = [
     "present",
     "pool_size",
 ];
-
-pub const FEATURE_COUNT: usize = 32;
 
 /// `count / total`, 0 when `total` is 0.
 fn ratio(count: f64, total: f64) -> f64 {

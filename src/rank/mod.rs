@@ -9,6 +9,8 @@
 //! their keyphrases, [`neighbors`]), both written by `kpg ranker tables`, and `ranker.json` (the
 //! trees, the feature list they were trained on, the thresholds; `tools/train_ranker.py`).
 
+pub mod build;
+pub mod candidate;
 pub mod extract;
 pub mod features;
 pub mod neighbors;
@@ -24,10 +26,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{KpgError, Result};
 use crate::one2set::candidates::Candidate;
+use candidate::Source;
 use extract::DocumentText;
 use features::FEATURE_NAMES;
 use neighbors::{NeighborIndex, NEIGHBORS_FILE};
-use pool::{build_pool, Source};
+use pool::build_pool;
 use tables::{PhraseTable, PHRASES_FILE};
 use trees::{probability, Tree};
 

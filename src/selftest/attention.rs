@@ -8,9 +8,10 @@
 
 use half::bf16;
 
-use crate::backend::cpu::attention::{paged_attention_forward, PagedLayer, TokenContext};
+use crate::backend::cpu::attention::paged_attention_forward;
 use crate::backend::cuda::attention::{AttentionShape, PagedAttention, SplitKv};
 use crate::backend::cuda::CudaDevice;
+use crate::backend::paged::{PagedLayer, TokenContext};
 use crate::error::Result;
 use crate::selftest::random::{from_bf16, round_bf16, to_bf16, Rng};
 use crate::selftest::{compare, Check, CheckResult, BF16};

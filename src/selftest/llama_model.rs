@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::backend::cuda::CudaDevice;
 use crate::backend::DeviceKind;
 use crate::error::{KpgError, Result};
-use crate::generate::{greedy_generate, teacher_forced_logits, RunOptions};
+use crate::model::llama::generate::{greedy_generate, teacher_forced_logits, RunOptions};
 use crate::model::llama::Llama;
 use crate::model::weights::DType;
 use crate::select::document::{synthetic_document, to_input_line};
@@ -56,6 +56,15 @@ impl Drop for TempDir {
     }
 }
 
+/// Loads onto the GPU the selftest was given (`kpg selftest --gpu N`), never a default one.
+fn on_gpu(dev: &CudaDevice) -> crate::model::llama::LoadOptions<'static> {
+    crate::model::llama::LoadOptions {
+        device: DeviceKind::Cuda,
+        gpu: dev.ordinal(),
+        adapter: None,
+    }
+}
+
 fn synth_tiny(dir: &Path, dtype: DType) -> Result<()> {
     crate::synth::synth_llama(&crate::synth::llama_preset("tiny")?, dtype, 7, dir)?;
     crate::select::config::SelectorConfig::default().write(dir)
@@ -64,13 +73,13 @@ fn synth_tiny(dir: &Path, dtype: DType) -> Result<()> {
 /// Logits of whole sequences in two cache layouts, then greedy continuations of a batch of
 /// prompts: every token the GPU picks must be a maximum of the CPU's logits within bf16 error
 /// (an exact-equality criterion would fail on near-ties that rounding legitimately breaks).
-fn forward_check(_dev: &CudaDevice) -> Result<Vec<CheckResult>> {
+fn forward_check(dev: &CudaDevice) -> Result<Vec<CheckResult>> {
     let mut rows = Vec::new();
     for dtype in [DType::F32, DType::BF16] {
         let tmp = TempDir::new(&format!("llama-{dtype}"))?;
         synth_tiny(&tmp.0, dtype)?;
         let cpu = Llama::load(&tmp.0)?;
-        let gpu = Llama::load_on(&tmp.0, DeviceKind::Cuda)?;
+        let gpu = Llama::load_with(&tmp.0, &on_gpu(dev))?;
         let vocab = cpu.config.vocab_size;
         let mut rng = Rng::new(21);
         let ids: Vec<u32> = (0..333).map(|_| rng.below(vocab) as u32).collect();
@@ -129,14 +138,14 @@ fn forward_check(_dev: &CudaDevice) -> Result<Vec<CheckResult>> {
 /// The selector end to end on both devices: per document, decisions equal and P(true) within
 /// 0.02, up to the first candidate whose CPU P(true) is within 0.02 of one half (past a decision
 /// rounding can flip, later decisions see a different history).
-fn selection_check(_dev: &CudaDevice) -> Result<Vec<CheckResult>> {
+fn selection_check(dev: &CudaDevice) -> Result<Vec<CheckResult>> {
     let tmp = TempDir::new("selector")?;
     synth_tiny(&tmp.0, DType::BF16)?;
     let docs: Vec<String> = (0..12)
         .map(|i| to_input_line(&synthetic_document(i, 40 + 17 * i, 1 + i % 9)))
         .collect();
-    let run = |device| -> Result<Vec<Value>> {
-        let selector = Selector::load_on(&tmp.0, device)?;
+    let run = |opts: crate::model::llama::LoadOptions| -> Result<Vec<Value>> {
+        let selector = Selector::load_with(&tmp.0, &opts)?;
         let mut out = Vec::new();
         let lines: Vec<Result<String>> = docs.iter().map(|d| Ok(d.clone())).collect();
         select_lines(
@@ -151,8 +160,8 @@ fn selection_check(_dev: &CudaDevice) -> Result<Vec<CheckResult>> {
         )?;
         Ok(out)
     };
-    let want = run(DeviceKind::Cpu)?;
-    let got = run(DeviceKind::Cuda)?;
+    let want = run(crate::model::llama::LoadOptions::default())?;
+    let got = run(on_gpu(dev))?;
     let (mut compared, mut worst, mut mismatch) = (0, 0f64, None);
     for (g, w) in got.iter().zip(&want) {
         let (gc, wc) = (&g["candidates"], &w["candidates"]);
@@ -203,7 +212,7 @@ fn ids_and_logits(seq: &Value) -> (Vec<u32>, Vec<f32>) {
 
 /// The LoRA fixtures of `tests/fixtures/lora` (peft's logits, f32) with the adapter merged into
 /// the bf16 weights on the GPU.
-fn lora_check(_dev: &CudaDevice) -> Result<Vec<CheckResult>> {
+fn lora_check(dev: &CudaDevice) -> Result<Vec<CheckResult>> {
     let root = std::env::var_os("KPG_FIXTURES")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("tests/fixtures"));
@@ -230,9 +239,8 @@ fn lora_check(_dev: &CudaDevice) -> Result<Vec<CheckResult>> {
         let model = Llama::load_with(
             &base,
             &crate::model::llama::LoadOptions {
-                device: DeviceKind::Cuda,
-                gpu: 0,
                 adapter: Some(&dir),
+                ..on_gpu(dev)
             },
         )?;
         let case = dir
@@ -259,7 +267,7 @@ fn lora_check(_dev: &CudaDevice) -> Result<Vec<CheckResult>> {
     Ok(rows)
 }
 
-fn golden_check(_dev: &CudaDevice) -> Result<Vec<CheckResult>> {
+fn golden_check(dev: &CudaDevice) -> Result<Vec<CheckResult>> {
     let root = std::env::var_os("KPG_FIXTURES")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("tests/fixtures"))
@@ -291,7 +299,7 @@ fn golden_check(_dev: &CudaDevice) -> Result<Vec<CheckResult>> {
             path: dir.join("golden.json"),
             source: e,
         })?;
-        let model = Llama::load_on(&dir, DeviceKind::Cuda)?;
+        let model = Llama::load_with(&dir, &on_gpu(dev))?;
         for (i, seq) in golden["sequences"]
             .as_array()
             .into_iter()

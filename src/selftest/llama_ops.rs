@@ -352,7 +352,10 @@ fn argmax_check(dev: &CudaDevice) -> Result<Vec<CheckResult>> {
                 logits[r * n + n - 2] = 100.0;
             }
         }
-        let want: Vec<u32> = logits.chunks(n).map(crate::generate::argmax).collect();
+        let want: Vec<u32> = logits
+            .chunks(n)
+            .map(crate::model::llama::generate::argmax)
+            .collect();
         let mut out_dev = dev.upload(&vec![u32::MAX; rows], "argmax")?;
         llama_ops::argmax(
             dev,

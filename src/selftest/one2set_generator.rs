@@ -18,7 +18,7 @@ use crate::backend::cuda::CudaDevice;
 use crate::error::Result;
 use crate::model::weights::DType;
 use crate::one2set::candidates::document_candidates;
-use crate::one2set::cuda_decode::CudaDecoder;
+use crate::one2set::cuda::decode::CudaDecoder;
 use crate::one2set::decode::SlotOutput;
 use crate::one2set::{GenerateWorkspace, Generator, PreparedDocument};
 use crate::selftest::{compare, CheckResult, BF16};
@@ -182,5 +182,5 @@ pub fn generator_check(dev: &CudaDevice) -> Result<Vec<CheckResult>> {
 /// The selftest hands checks a `&CudaDevice`; the decoder keeps an `Arc`, so it opens the same
 /// GPU again (cudarc takes the device's primary context, so this shares the context).
 fn device_arc(dev: &CudaDevice) -> Result<std::sync::Arc<CudaDevice>> {
-    CudaDevice::new(dev.stream().context().ordinal())
+    CudaDevice::new(dev.ordinal())
 }

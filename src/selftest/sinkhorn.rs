@@ -5,18 +5,18 @@
 //! (NaN, assignments -1) before every launch. Assignments and supplies must be equal; plans agree
 //! within [`PLAN`].
 
+use crate::assign::random::random_problem;
 use crate::assign::{ot_batch, OtParams, OtResult, OwnedProblem, Problem};
+use crate::autodiff::ops::copy::{copy_mass, CopyRow};
 use crate::backend::cuda::sinkhorn::{
     ot_batch_cuda, DecoderDists, GatherProblem, SinkhornWorkspace,
 };
 use crate::backend::cuda::CudaDevice;
-use crate::cli::bench_ot::random_problem;
 use crate::cli::debug_ot::{flatten, OtInput};
 use crate::error::Result;
 use crate::one2set::vocab::{NULL_ID, PAD_ID};
 use crate::selftest::random::Rng;
 use crate::selftest::{compare, Check, CheckResult, Tolerance, F32};
-use crate::train::ops::copy::{copy_mass, CopyRow};
 
 /// Plans: f64 on both sides, in the same order of operations except that the GPU's exp, log and
 /// pow may differ from the host libm's in the last bit and the exps take (a - max a) / eps as one
@@ -287,7 +287,7 @@ fn edge_check(dev: &CudaDevice) -> Result<Vec<CheckResult>> {
     run_case(dev, &mut ws, "sinkhorn edge cases", &cases, &params)
 }
 
-/// Dists::prob (src/train/dists.rs) on host arrays, f32 as the trainer computes it.
+/// Dists::prob (src/autodiff/dists.rs) on host arrays, f32 as the trainer computes it.
 struct HostDists {
     vocab: usize,
     probs: Vec<f32>,   // [rows, vocab]

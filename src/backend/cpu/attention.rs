@@ -9,23 +9,7 @@ use rayon::prelude::*;
 
 use super::gemm::{col_major, gemm_f32, row_major};
 use super::simd;
-
-/// Where the cache of one layer lives and how it is paged.
-#[derive(Clone, Copy)]
-pub struct PagedLayer<'a> {
-    pub k: &'a [f32], // [num_blocks, block_size, num_kv_heads, head_dim]
-    pub v: &'a [f32], // [num_blocks, block_size, num_kv_heads, head_dim]
-    pub block_size: usize,
-    pub num_kv_heads: usize,
-    pub head_dim: usize,
-}
-
-/// Per-token view of the batch: which sequence a token belongs to and its position.
-pub struct TokenContext<'a> {
-    pub token_seq: &'a [u32],          // [tokens]: index into block_tables
-    pub token_pos: &'a [u32],          // [tokens]: position; attends to 0..=pos
-    pub block_tables: &'a [&'a [u32]], // [seqs][logical block] -> physical block
-}
+use crate::backend::paged::{PagedLayer, TokenContext};
 
 /// Query rows per task of the GEMM path.
 const QUERY_TILE: usize = 64;

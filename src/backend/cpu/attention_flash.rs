@@ -11,7 +11,7 @@ use std::arch::x86_64::*;
 
 use rayon::prelude::*;
 
-use super::attention::{PagedLayer, TokenContext};
+use crate::backend::paged::{PagedLayer, TokenContext};
 
 const LANES: usize = 16;
 

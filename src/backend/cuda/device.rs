@@ -105,6 +105,11 @@ impl CudaDevice {
         }))
     }
 
+    /// The GPU ordinal this device was opened on (`--gpu`).
+    pub fn ordinal(&self) -> usize {
+        self.context().ordinal()
+    }
+
     pub fn context(&self) -> &Arc<CudaContext> {
         &self.ctx
     }

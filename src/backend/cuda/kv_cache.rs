@@ -8,8 +8,8 @@ use cudarc::driver::CudaSlice;
 use half::bf16;
 
 use crate::backend::cuda::device::{CudaDevice, CudaResultExt};
+use crate::backend::paged::CacheShape;
 use crate::error::Result;
-use crate::kv_cache::CacheShape;
 
 pub struct DeviceKv {
     dev: Arc<CudaDevice>,

@@ -10,7 +10,7 @@
 //! Two entries: [`ot_batch_cuda`] takes score matrices from the host (what the CPU trainer
 //! produces: it scores targets on the host, so that is the path training uses today), and
 //! [`SinkhornWorkspace::launch_gather`] gathers the scores on the GPU from decoder distributions
-//! that are already there (`Dists::prob` of src/train/dists.rs), for a trainer whose forward pass
+//! that are already there (`Dists::prob` of src/autodiff/dists.rs), for a trainer whose forward pass
 //! runs on the GPU.
 
 use cudarc::driver::sys::{CUdevice_attribute, CUfunction_attribute};
@@ -19,10 +19,10 @@ use cudarc::driver::{
 };
 
 use crate::assign::{OtParams, OtResult, Problem};
+use crate::autodiff::ops::copy::CopyRow;
 use crate::backend::cuda::device::{CudaDevice, CudaResultExt};
 use crate::backend::cuda::Scratch;
 use crate::error::{KpgError, Result};
-use crate::train::ops::copy::CopyRow;
 
 const OP: &str = "sinkhorn_ot";
 /// Threads of a block unless a problem has more slots (then its slots, rounded up to a warp).
@@ -145,7 +145,7 @@ impl OtLayout {
     }
 }
 
-/// Decoder distributions on the GPU, laid out as src/train/dists.rs reads them on the host.
+/// Decoder distributions on the GPU, laid out as src/autodiff/dists.rs reads them on the host.
 pub struct DecoderDists<'a> {
     pub probs: CudaView<'a, f32>,   // [rows, vocab] softmax of the logits
     pub p_gen: CudaView<'a, f32>,   // [rows]

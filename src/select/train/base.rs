@@ -2,12 +2,12 @@
 //! weight and by its transpose at prefill sizes, where a dense GEMM is fastest, and GGUF blocks or
 //! bf16 would be widened on every use anyway. SmolLM2-135M takes 540 MB in f32.
 
+use crate::autodiff::Real;
 use crate::backend::cpu::convert;
 use crate::error::Result;
 use crate::model::config::LlamaConfig;
 use crate::model::lora::PROJECTIONS;
 use crate::model::weights::WeightFiles;
-use crate::train::Real;
 
 /// The weight name of projection `p` (an index into [`PROJECTIONS`]) in layer `l`.
 pub fn projection_weight(l: usize, p: usize) -> String {

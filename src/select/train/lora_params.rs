@@ -10,10 +10,10 @@ use safetensors::Dtype;
 use serde_json::json;
 
 use super::base::projection_weight;
+use crate::autodiff::Real;
 use crate::error::{KpgError, Result};
 use crate::model::lora::{LoraAdapter, PROJECTIONS};
 use crate::selftest::random::Rng;
-use crate::train::Real;
 
 /// One targeted projection's matrices.
 #[derive(Debug, Clone, PartialEq)]
@@ -201,10 +201,7 @@ impl<T: Real> LoraParams<T> {
             "layers_to_transform": null,
         });
         let text = serde_json::to_string_pretty(&config).expect("a JSON value serialises");
-        crate::trainer::checkpoint::write_atomic(
-            &dir.join("adapter_config.json"),
-            text.as_bytes(),
-        )?;
+        crate::checkpoint::write_atomic(&dir.join("adapter_config.json"), text.as_bytes())?;
 
         let r = self.shape.rank;
         let values: Vec<(String, Vec<usize>, Vec<f32>)> = self
@@ -240,7 +237,7 @@ impl<T: Real> LoraParams<T> {
             path: path.clone(),
             reason: e.to_string(),
         })?;
-        crate::trainer::checkpoint::write_atomic(&path, &bytes)
+        crate::checkpoint::write_atomic(&path, &bytes)
     }
 
     /// Parameters read back from an adapter (a checkpoint, or an adapter to train further), for a

@@ -11,10 +11,10 @@ use super::ops::{
     attention_backward, attention_forward, rmsnorm_backward, rmsnorm_forward, silu_mul_backward,
     silu_mul_forward, weighted_cross_entropy, AttentionShape, RopeAngles,
 };
+use crate::autodiff::ops::matmul::matmul;
+use crate::autodiff::Real;
 use crate::error::{KpgError, Result};
 use crate::model::config::LlamaConfig;
-use crate::train::ops::matmul::matmul;
-use crate::train::Real;
 
 /// Which tokens' next-token logits are scored, and against what.
 #[derive(Debug, Clone, PartialEq)]

@@ -3,8 +3,8 @@
 //! compute what `backend::cpu` computes for inference (RMSNorm in the input's precision, RoPE
 //! angles in f32 as transformers takes them), so that the training forward pass equals the engine's.
 
-use crate::train::ops::matmul::matmul;
-use crate::train::Real;
+use crate::autodiff::ops::matmul::matmul;
+use crate::autodiff::Real;
 
 /// `out = w ⊙ x / sqrt(mean(x²) + eps)` per row; keeps `1/sqrt(mean(x²) + eps)` per row for the
 /// backward pass.

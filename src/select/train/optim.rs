@@ -10,8 +10,8 @@ use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 
 use super::lora_params::LoraParams;
+use crate::autodiff::adam::{read_f32_tensor, st_err};
 use crate::error::{KpgError, Result};
-use crate::train::adam::{read_f32_tensor, st_err};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct AdamW {
@@ -110,7 +110,7 @@ impl AdamW {
         .map(|(k, v)| (k.to_string(), v))
         .collect();
         let bytes = safetensors::serialize(views, Some(meta)).map_err(|e| st_err(path, e))?;
-        crate::trainer::checkpoint::write_atomic(path, &bytes)
+        crate::checkpoint::write_atomic(path, &bytes)
     }
 
     /// Reads a state written by [`AdamW::save`] for parameters shaped as `params`.

@@ -23,13 +23,13 @@ use super::lora_params::{LoraParams, LoraShape};
 use super::model::{forward, loss_backward};
 use super::ops::weighted_cross_entropy;
 use super::optim::{clip_grad_norm, scheduled_lr, AdamW};
+use crate::checkpoint::{find_checkpoint, save_checkpoint, write_atomic};
 use crate::error::{KpgError, Result};
 use crate::model::llama::Llama;
 use crate::model::lora::LoraAdapter;
 use crate::select::config::{AnswerFormat, SelectorConfig, SELECTOR_FILE};
 use crate::select::Selector;
 use crate::selftest::random::Rng;
-use crate::trainer::checkpoint::{find_checkpoint, save_checkpoint, write_atomic};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct SelectorTrainOptions {
@@ -343,10 +343,9 @@ pub fn train(opts: &SelectorTrainOptions, mut progress: impl FnMut(&Progress)) -
     let (mut params, mut adam, mut state) = match &checkpoint {
         Some(dir) => {
             let state = read_state(dir)?;
-            if let Some(field) = crate::trainer::checkpoint::fingerprint_difference(
-                &state.fingerprint,
-                &opts.fingerprint(),
-            ) {
+            if let Some(field) =
+                crate::checkpoint::fingerprint_difference(&state.fingerprint, &opts.fingerprint())
+            {
                 return Err(KpgError::InvalidArgument(format!(
                     "--resume: the checkpoint in {} was made with another `{field}`",
                     out.display()
