@@ -3,9 +3,14 @@
 # docs/PERF.md. Needs a Python with torch and transformers (PYTHON, default python3).
 #
 #   PYTHON=~/venv-kpg/bin/python tools/bench-cpu.sh [OUT_DIR]
+#   SECTIONS="select ot train" tools/bench-cpu.sh      # some sections only
 #
-# Prints one JSON line per measurement and writes them to OUT_DIR/results.jsonl (default
-# target/bench-cpu). Run it on an otherwise idle machine: both sides use every core.
+# Sections: forward, select, generate, ot, train (default: all). Each compares kpg with the
+# strongest peer a user would pick (batched, its fastest attention, its threads); where an older,
+# weaker peer is kept, its row is labelled as such. Prints one JSON line per measurement and
+# writes them to OUT_DIR/results.jsonl (default target/bench-cpu). Run it on an otherwise idle
+# machine: both sides use every core. Data (the generator and training sections) comes from
+# KPG_DATA (default ../shared/data).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-target/bench-cpu}
@@ -28,26 +33,55 @@ run() {
     log "$line"
 }
 
+sections=" ${SECTIONS:-forward select generate ot train} "
+want() { [[ $sections == *" $1 "* ]]; }
+data_dir=${KPG_DATA:-../shared/data}
+
 cargo build --release --quiet
 kpg=target/release/kpg
 models=target/bench-models
 [ -f "$models/small-f32/config.json" ] || "$kpg" synth --arch llama --preset small --dtype f32 --out "$models/small-f32"
 [ -f "$models/tiny-f32/config.json" ] || "$kpg" synth --arch llama --preset tiny --dtype f32 --out "$models/tiny-f32"
 
-echo "== LLaMA forward, small preset, f32 (criterion; see target/criterion for details)" >&2
-cargo bench --quiet -p kpg-extras --bench cpu_forward -- --noplot 2>"$out/cpu_forward.err" | grep -E '^cpu_forward|time:|thrpt:' | tee "$out/cpu_forward.txt" >&2
-run peer_cpu_forward "$py" tools/peer_cpu_forward.py --model "$models/small-f32" --repeats 10
+if want forward; then
+  echo "== LLaMA forward, small preset, f32 (criterion; see target/criterion for details)" >&2
+  cargo bench --quiet -p kpg-extras --bench cpu_forward -- --noplot 2>"$out/cpu_forward.err" | grep -E '^cpu_forward|time:|thrpt:' | tee "$out/cpu_forward.txt" >&2
+  run peer_cpu_forward "$py" tools/peer_cpu_forward.py --model "$models/small-f32" --repeats 10
+fi
 
-echo "== Selector, tiny preset" >&2
-run kpg_select_1 "$kpg" bench select --selector "$models/tiny-f32" --docs 64 --candidates 10 --dump "$out/programs.json"
-run peer_select "$py" tools/peer_select.py --selector "$models/tiny-f32" --programs "$out/programs.json"
-run kpg_select_2 "$kpg" bench select --selector "$models/tiny-f32" --docs 64 --candidates 10
+if want select; then
+  echo "== Selector, tiny preset" >&2
+  run kpg_select_1 "$kpg" bench select --selector "$models/tiny-f32" --docs 64 --candidates 10 --dump "$out/programs.json"
+  # The strongest peer: transformers generate, documents batched, SDPA, f32 (the CPU has no bf16 GEMM).
+  run peer_select_batched "$py" tools/peer_select_gpu.py --device cpu --dtype float32 --batch 64 --selector "$models/tiny-f32" --programs "$out/programs.json"
+  # The weaker peer, kept as a labelled extra row: generate one document at a time.
+  run peer_select_per_document "$py" tools/peer_select.py --selector "$models/tiny-f32" --programs "$out/programs.json"
+  run kpg_select_2 "$kpg" bench select --selector "$models/tiny-f32" --docs 64 --candidates 10
+fi
 
-echo "== One2Set generator, tiny and base presets, KP20k test documents (first 256 / 64)" >&2
-data=${KPG_DATA:-../shared/data}/kp20k.test.first1000.one2set.jsonl.gz
-for preset in tiny:256 base:64; do
-  name=${preset%%:*}; docs=${preset##*:}
-  [ -f "$models/one2set-$name/config.json" ] || "$kpg" synth --arch one2set --preset "$name" --out "$models/one2set-$name"
-  run "kpg_generate_$name" "$kpg" bench generate --generator "$models/one2set-$name" --input "$data" --docs "$docs" --dump "$out/generate-$name.jsonl"
-  run "peer_generate_$name" "$py" tools/peer_generate.py --generator "$models/one2set-$name" --dump "$out/generate-$name.jsonl"
-done
+if want generate; then
+  echo "== One2Set generator, tiny and base presets, KP20k test documents (first 256 / 64)" >&2
+  data=$data_dir/kp20k.test.first1000.one2set.jsonl.gz
+  for preset in tiny:256 base:64; do
+    name=${preset%%:*}; docs=${preset##*:}
+    [ -f "$models/one2set-$name/config.json" ] || "$kpg" synth --arch one2set --preset "$name" --out "$models/one2set-$name"
+    run "kpg_generate_$name" "$kpg" bench generate --generator "$models/one2set-$name" --input "$data" --docs "$docs" --dump "$out/generate-$name.jsonl"
+    run "peer_generate_$name" "$py" tools/peer_generate.py --generator "$models/one2set-$name" --dump "$out/generate-$name.jsonl"
+  done
+fi
+
+if want ot; then
+  echo "== Training's OT target assignment, 4,096 problems of up to 11 x 10" >&2
+  run kpg_ot "$kpg" bench ot --problems 4096 --targets 11 --slots 10 --repeats 5 --dump "$out/ot.json"
+  # The strongest peer: every problem in one batched log-domain Sinkhorn in torch, f64 as kpg.
+  run peer_ot_torch "$py" tools/peer_ot_torch.py --problems "$out/ot.json" --device cpu --dtype float64 --repeats 5
+  # The authors' way, kept as a labelled extra row: one NumPy Sinkhorn per problem.
+  run peer_ot_numpy "$py" tools/peer_ot.py --problems "$out/ot.json"
+fi
+
+if want train; then
+  echo "== Generator training step, the default generator's configuration, one thread each" >&2
+  cfg=(--preset small --d-model 128 --heads 4 --ffn-dim 512 --layers 2 --vocab-size 10000)
+  run kpg_train env RAYON_NUM_THREADS=1 "$kpg" bench train --data "$data_dir/acmcr.train.jsonl.gz" "${cfg[@]}" --steps 10 --dropout 0 --assign ot --dump "$out/train-batches.jsonl"
+  run peer_train "$py" tools/peer_train.py --batches "$out/train-batches.jsonl" --threads 1
+fi

@@ -60,6 +60,17 @@ const FINISH: Tolerance = Tolerance {
     whole: 1e-4,
 };
 
+/// Head 0's probabilities, the copy distribution: f32 scores from the same bf16 keys and f32
+/// queries on both sides, stored as f32; only summation order and `__expf` (a few ulp at these
+/// scores, |s| < 10) differ. BF16's 1e-2 absolute would pass a uniform distribution in place of
+/// any row of 65 or more keys, whose probabilities are about 1/len. tools/kernel-emu holds the
+/// kernel's source to the same bound against a double reference.
+const COPY_ATTENTION: Tolerance = Tolerance {
+    atol: 1e-6,
+    rtol: 1e-4,
+    whole: 1e-4,
+};
+
 fn nan_bf16(dev: &CudaDevice, n: usize) -> Result<cudarc::driver::CudaSlice<bf16>> {
     dev.upload(&vec![bf16::NAN; n], "NaN-poisoned output")
 }
@@ -483,7 +494,7 @@ fn cross_attention_check(dev: &CudaDevice) -> Result<Vec<CheckResult>> {
             format!("one2set copy attention {heads}x{hd}"),
             &got_head0,
             &head0,
-            BF16,
+            COPY_ATTENTION,
         ));
     }
     Ok(out)

@@ -1,10 +1,11 @@
-// The One2Set kernels of kernels/one2set_layers.cu, one2set_decode.cu and one2set_finish.cu (not the
-// WMMA encoder attention) run on the CPU under cuda_emu.h against plain double references of their
-// CPU twins (layer functions in src/backend/cpu/, slot_attention_reference and
-// segment_attention_reference in src/backend/cpu/segment_attention.rs, pick_reference in
-// src/one2set/decode.rs), with the launch shapes of src/backend/cuda/one2set_*.rs, on awkward
-// sizes (documents of 1 and 65 tokens, 33 slots of one document, head dims 8..128), NaN-poisoned
-// outputs and caches, and planted ties. Build and run: tools/kernel-emu/run.sh
+// The One2Set kernels of kernels/one2set_layers.cu, one2set_decode.cu and one2set_finish.cu (the
+// WMMA encoder attention has its own harness, encoder_attention_test.cpp) run on the CPU under
+// cuda_emu.h against plain double references of their CPU twins (layer functions in
+// src/backend/cpu/, slot_attention_reference and segment_attention_reference in
+// src/backend/cpu/segment_attention.rs, pick_reference in src/one2set/decode.rs), with the launch
+// shapes of src/backend/cuda/one2set_*.rs, on awkward sizes (documents of 1 and 65 tokens, 33 slots
+// of one document, head dims 8..128), NaN-poisoned outputs and caches, and planted ties. Build and
+// run: tools/kernel-emu/run.sh
 #include "cuda_emu.h"
 #include "emu_check.h"
 #include "../../kernels/one2set_layers.cu"

@@ -147,6 +147,10 @@ inline void launch(dim3 grid, dim3 block, const std::function<void()>& kernel) {
 }  // namespace emu
 
 inline void __syncthreads() { emu::arrive(emu::cta->all); }
+inline void __syncwarp(unsigned mask = 0xffffffffu) {
+    if (mask != 0xffffffffu) std::abort();  // the kernels here only sync whole warps
+    emu::arrive(emu::cta->warps[emu::flat_tid() / 32]);
+}
 template <class T>
 T __shfl_sync(unsigned mask, T v, int src) { return emu::shfl(mask, v, src); }
 template <class T>
@@ -169,6 +173,7 @@ using std::min;
 struct alignas(16) int4 {
     int x, y, z, w;
 };
+inline int4 make_int4(int x, int y, int z, int w) { return {x, y, z, w}; }
 struct alignas(16) float4 {
     float x, y, z, w;
 };
