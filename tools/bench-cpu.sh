@@ -52,8 +52,9 @@ fi
 if want select; then
   echo "== Selector, tiny preset" >&2
   run kpg_select_1 "$kpg" bench select --selector "$models/tiny-f32" --docs 64 --candidates 10 --dump "$out/programs.json"
-  # The strongest peer: transformers generate, documents batched, SDPA, f32 (the CPU has no bf16 GEMM).
-  run peer_select_batched "$py" tools/peer_select_gpu.py --device cpu --dtype float32 --batch 64 --selector "$models/tiny-f32" --programs "$out/programs.json"
+  # The strongest peer: transformers generate, documents batched, SDPA, f32 (the CPU has no bf16
+  # GEMM). Batch 16 is its fastest here (2026-12-04, 2 cores: 8: 52, 16: 63, 32: 59, 64: 43 docs/s).
+  run peer_select_batched "$py" tools/peer_select_gpu.py --device cpu --dtype float32 --batch 16 --selector "$models/tiny-f32" --programs "$out/programs.json"
   # The weaker peer, kept as a labelled extra row: generate one document at a time.
   run peer_select_per_document "$py" tools/peer_select.py --selector "$models/tiny-f32" --programs "$out/programs.json"
   run kpg_select_2 "$kpg" bench select --selector "$models/tiny-f32" --docs 64 --candidates 10
