@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # CPU benchmarks of kpg and their transformers peers, run back to back on the same machine, for
-# docs/PERF.md. Needs a Python with torch and transformers (PYTHON, default python3).
+# docs/PERF.md. Needs a Python with the packages of tools/requirements-peers.txt (PYTHON, default
+# python3).
 #
 #   PYTHON=~/venv-kpg/bin/python tools/bench-cpu.sh [OUT_DIR]
 #   SECTIONS="select ot train" tools/bench-cpu.sh      # some sections only
@@ -63,11 +64,17 @@ fi
 if want generate; then
   echo "== One2Set generator, tiny and base presets, KP20k test documents (first 256 / 64)" >&2
   data=$data_dir/kp20k.test.first1000.one2set.jsonl.gz
-  for preset in tiny:256 base:64; do
-    name=${preset%%:*}; docs=${preset##*:}
+  # preset:documents:the strongest peer's fastest batch on 2 cores (2026-12-04 sweeps: tiny 16: 243,
+  # 32: 248, 64: 245, 256: 174 docs/s; base 4: 4.72, 8: 4.96, 16: 4.74, 32: 4.07, 64: 3.31).
+  for preset in tiny:256:32 base:64:8; do
+    IFS=: read -r name docs batch <<<"$preset"
     [ -f "$models/one2set-$name/config.json" ] || "$kpg" synth --arch one2set --preset "$name" --out "$models/one2set-$name"
     run "kpg_generate_$name" "$kpg" bench generate --generator "$models/one2set-$name" --input "$data" --docs "$docs" --dump "$out/generate-$name.jsonl"
-    run "peer_generate_$name" "$py" tools/peer_generate.py --generator "$models/one2set-$name" --dump "$out/generate-$name.jsonl"
+    # The strongest peer: the reference generator batched over documents and slots, SDPA, caches
+    # preallocated, stopped when every slot is done; f32 on the CPU. It checks kpg's candidates.
+    run "peer_generate_batched_$name" "$py" tools/peer_generate_gpu.py --device cpu --dtype float32 --batch-docs "$batch" --generator "$models/one2set-$name" --dump "$out/generate-$name.jsonl" --check
+    # The weaker peer, kept as a labelled extra row: the same model, a slot loop per step.
+    run "peer_generate_reference_$name" "$py" tools/peer_generate.py --generator "$models/one2set-$name" --dump "$out/generate-$name.jsonl"
   done
 fi
 
