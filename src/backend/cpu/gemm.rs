@@ -69,3 +69,47 @@ pub unsafe fn gemm_f32(
         )
     }
 }
+
+/// dst (m × n) += scale · lhs (m × k) · rhs (k × n), single-threaded: [`gemm_f32`] that adds to
+/// what `dst` holds.
+///
+/// # Safety
+/// As [`gemm_f32`].
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn gemm_f32_accumulate(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut f32,
+    dst_strides: Strides,
+    lhs: *const f32,
+    lhs_strides: Strides,
+    rhs: *const f32,
+    rhs_strides: Strides,
+    scale: f32,
+) {
+    // SAFETY: forwarded from this function's contract.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst,
+            dst_strides.col,
+            dst_strides.row,
+            true,
+            lhs,
+            lhs_strides.col,
+            lhs_strides.row,
+            rhs,
+            rhs_strides.col,
+            rhs_strides.row,
+            1.0,
+            scale,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        )
+    }
+}
