@@ -8,30 +8,16 @@
 // read of it may reach a result. Build and run: tools/kernel-emu/run.sh
 #include "cuda_emu.h"
 #include "emu_check.h"
+#include "emu_vec.h"
 #include "../../kernels/one2set_encoder_attention.cu"
 
 #include <cstdio>
-#include <new>
 #include <random>
 #include <string>
 
 static std::mt19937 rng(5);
 static float uni(float s) { return std::uniform_real_distribution<float>(-s, s)(rng); }
 
-// 16-byte loads of qkv rows, as from a device allocation.
-template <class T>
-struct Aligned {
-    using value_type = T;
-    Aligned() = default;
-    template <class U>
-    Aligned(const Aligned<U>&) {}
-    T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(64))); }
-    void deallocate(T* p, size_t) { ::operator delete(p, std::align_val_t(64)); }
-    template <class U>
-    bool operator==(const Aligned<U>&) const { return true; }
-};
-template <class T>
-using Vec = std::vector<T, Aligned<T>>;
 
 template <int HD>
 static void encoder_case(int heads, const std::vector<int>& lens, float spread) {

@@ -8,6 +8,7 @@
 // run: tools/kernel-emu/run.sh
 #include "cuda_emu.h"
 #include "emu_check.h"
+#include "emu_vec.h"
 #include "../../kernels/one2set_layers.cu"
 // The cross-attention's dynamic shared memory, in the kernel's (anonymous) namespace.
 namespace {
@@ -28,20 +29,6 @@ static int below(int n) { return (int)(rng() % (unsigned)n); }
 static bf16 b(float x) { return __float2bfloat16(x); }
 static float f(bf16 x) { return __bfloat162float(x); }
 
-// Device buffers are 256-byte aligned; the cross-attention loads keys as int4.
-template <class T>
-struct Aligned {
-    using value_type = T;
-    Aligned() = default;
-    template <class U>
-    Aligned(const Aligned<U>&) {}
-    T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(64))); }
-    void deallocate(T* p, size_t) { ::operator delete(p, std::align_val_t(64)); }
-    template <class U>
-    bool operator==(const Aligned<U>&) const { return true; }
-};
-template <class T>
-using Vec = std::vector<T, Aligned<T>>;
 
 static std::string str(int x) { return std::to_string(x); }
 

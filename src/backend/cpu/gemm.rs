@@ -46,26 +46,18 @@ pub unsafe fn gemm_f32(
 ) {
     // SAFETY: forwarded from this function's contract.
     unsafe {
-        gemm::gemm(
+        gemm_into(
+            false,
             m,
             n,
             k,
             dst,
-            dst_strides.col,
-            dst_strides.row,
-            false,
+            dst_strides,
             lhs,
-            lhs_strides.col,
-            lhs_strides.row,
+            lhs_strides,
             rhs,
-            rhs_strides.col,
-            rhs_strides.row,
-            0.0,
+            rhs_strides,
             scale,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
         )
     }
 }
@@ -90,6 +82,39 @@ pub unsafe fn gemm_f32_accumulate(
 ) {
     // SAFETY: forwarded from this function's contract.
     unsafe {
+        gemm_into(
+            true,
+            m,
+            n,
+            k,
+            dst,
+            dst_strides,
+            lhs,
+            lhs_strides,
+            rhs,
+            rhs_strides,
+            scale,
+        )
+    }
+}
+
+/// The gemm crate's call: dst = (accumulate ? dst : 0) + scale · lhs · rhs.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_into(
+    accumulate: bool,
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut f32,
+    dst_strides: Strides,
+    lhs: *const f32,
+    lhs_strides: Strides,
+    rhs: *const f32,
+    rhs_strides: Strides,
+    scale: f32,
+) {
+    // SAFETY: forwarded from the callers' contract.
+    unsafe {
         gemm::gemm(
             m,
             n,
@@ -97,14 +122,14 @@ pub unsafe fn gemm_f32_accumulate(
             dst,
             dst_strides.col,
             dst_strides.row,
-            true,
+            accumulate,
             lhs,
             lhs_strides.col,
             lhs_strides.row,
             rhs,
             rhs_strides.col,
             rhs_strides.row,
-            1.0,
+            if accumulate { 1.0 } else { 0.0 },
             scale,
             false,
             false,
