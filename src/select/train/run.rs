@@ -380,7 +380,7 @@ pub fn train(opts: &SelectorTrainOptions, mut progress: impl FnMut(&Progress)) -
     config.max_candidates = Some(opts.max_candidates);
     config.write(out)?;
     let base_ref = opts.base.display().to_string();
-    let mut log = TrainLog::open(out, state.step)?;
+    let log = TrainLog::open(out, state.step)?;
 
     let started = Instant::now();
     let elapsed_before = state.elapsed_s;
@@ -507,10 +507,10 @@ fn tok_of<'a>(t: &'a Trainer<'_>) -> &'a crate::tokenizer::Tokenizer {
 }
 
 /// `train_log.csv`: one row per step, with the validation when there was one. A resumed run
-/// drops the rows after its checkpoint, which the resumed steps write again.
+/// drops the rows after its checkpoint, which the resumed steps write again. Each row opens the
+/// file anew, so that a log replaced during a run (a checkout, an editor) gets the later rows.
 struct TrainLog {
     path: PathBuf,
-    file: std::fs::File,
 }
 
 const LOG_HEADER: &str =
@@ -537,14 +537,10 @@ impl TrainLog {
             text.push('\n');
         }
         write_atomic(&path, text.as_bytes())?;
-        let file = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .map_err(|e| KpgError::io(&path, e))?;
-        Ok(TrainLog { path, file })
+        Ok(TrainLog { path })
     }
 
-    fn row(&mut self, p: &Progress, elapsed_s: f64) -> Result<()> {
+    fn row(&self, p: &Progress, elapsed_s: f64) -> Result<()> {
         use std::io::Write;
         let (vl, va) = p.valid.map_or((String::new(), String::new()), |v| {
             (
@@ -552,8 +548,12 @@ impl TrainLog {
                 format!("{:.4}", v.balanced_accuracy),
             )
         });
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.path)
+            .map_err(|e| KpgError::io(&self.path, e))?;
         writeln!(
-            self.file,
+            file,
             "{},{},{:.3e},{:.6},{:.4},{:.1},{vl},{va},{:.1}",
             p.step, p.epoch, p.lr, p.loss, p.grad_norm, p.tokens_per_s, elapsed_s
         )
