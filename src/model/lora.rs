@@ -73,10 +73,11 @@ impl LoraPair {
             .zip(x[..rows * inp].par_chunks(block * inp))
             .for_each(|(yb, xb)| {
                 let n = yb.len() / out;
-                let mut t = vec![0f32; n * r]; // [n, r] scale · x·Aᵀ
-                                               // SAFETY: t is [n, r], xb [n, inp], a [r, inp] read as Aᵀ [inp, r], b [out, r]
-                                               // read as Bᵀ [r, out], yb [n, out]; the strides stay inside each, t and yb are
-                                               // this block's own.
+                // [n, r] scale · x·Aᵀ of this block's rows.
+                let mut t = vec![0f32; n * r];
+                // SAFETY: t is [n, r], xb [n, inp], a [r, inp] read as Aᵀ [inp, r], b [out, r]
+                // read as Bᵀ [r, out], yb [n, out]; the strides stay inside each, and t and yb
+                // are this block's own.
                 unsafe {
                     gemm_f32(
                         n,
