@@ -108,6 +108,40 @@ def select_on_pool(system, selector, gold, out, work):
     run(args)
 
 
+def ranker_cut_options(ranker="models/ranker"):
+    """The cut settings of a ranker directory's ranker.json."""
+    r = json.load(open(os.path.join(ranker, "ranker.json")))
+    return {k: r[k] for k in ("present_threshold", "absent_threshold", "min_present")}
+
+
+def fuse_and_cut(pool, p_true, weight, present_threshold, cut):
+    """src/rank/fusion.rs in Python: the pool (a ranked `kpg tag` output's candidates, with the
+    ranker's `score`) in fused order, each as (candidate, fused probability, kept)."""
+    import math
+
+    def logit(p):
+        p = min(max(p, 1e-9), 1 - 1e-9)
+        return math.log(p / (1 - p))
+
+    def fused(c):
+        p = p_true.get(c["phrase"])
+        if p is None or weight == 0:
+            return c["score"]
+        return 1 / (1 + math.exp(-(logit(c["score"]) + weight * logit(p))))
+
+    order = sorted(((c, fused(c)) for c in pool), key=lambda x: -x[1])
+    tp = cut["present_threshold"] if present_threshold is None else present_threshold
+    kept = [p >= (tp if c["present"] else cut["absent_threshold"]) for c, p in order]
+    n = sum(1 for (c, _), k in zip(order, kept) if k and c["present"])
+    for i, (c, _) in enumerate(order):
+        if n >= cut["min_present"]:
+            break
+        if c["present"] and not kept[i]:
+            kept[i] = True
+            n += 1
+    return [(c, p, k) for (c, p), k in zip(order, kept)]
+
+
 def gold_path(data, s):
     name = "kp20k.test.first1000.one2set" if s == "kp20k" else f"{s}.test.one2set"
     return os.path.join(data, name + ".jsonl.gz")

@@ -101,6 +101,10 @@ pub struct TaggedCandidate {
     /// The selector's probability of the true label; absent without a selector.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub p_true: Option<f32>,
+    /// The probability the ranker's cut kept or dropped it by: `score` moved by `p_true`, with a
+    /// selector that has `ranker_fusion` (`rank::fusion`); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fused: Option<f64>,
 }
 
 /// A tagged document: `kpg tag`'s output line.

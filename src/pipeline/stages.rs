@@ -18,11 +18,13 @@ use crate::one2set::candidates::Candidate;
 use crate::one2set::{GenerateWorkspace, Generator, PreparedDocument};
 use crate::rank::candidate::Source;
 use crate::rank::extract::{DocumentText, MAX_TOKENS};
-use crate::rank::Ranker;
+use crate::rank::fusion::{fuse_and_cut, FusionInput};
+use crate::rank::{CutOptions, Ranker};
 use crate::records::RecordId;
+use crate::select::config::RankerFusion;
 use crate::select::document::{Candidate as SelectCandidate, SelectDocument};
 use crate::select::run::scheduler_len;
-use crate::select::scheduler::{Group, Scheduler, SchedulerOptions};
+use crate::select::scheduler::{Decisions, Group, Scheduler, SchedulerOptions};
 use crate::select::{CandidateOrder, SelectMode, Selector};
 
 /// The models, shared by the stage threads.
@@ -279,7 +281,8 @@ fn select_worker<P, F>(
 ) where
     F: FnMut(P, Vec<Result<Tagged>>),
 {
-    let mut stage = match SelectStage::new(models.selector.as_ref(), opts) {
+    let cut = models.ranker.as_ref().map(|r| r.cut);
+    let mut stage = match SelectStage::new(models.selector.as_ref(), cut, opts) {
         Ok(s) => {
             let _ = ready.send(Ok(()));
             s
@@ -306,6 +309,8 @@ fn select_worker<P, F>(
 /// The selector over the paged KV cache, or the confidence threshold when there is no selector.
 struct SelectStage<'m> {
     selector: Option<(&'m Selector, Scheduler<'m>)>,
+    /// The selector's fusion with the ranker's cut, when it has one and there is a ranker.
+    fusion: Option<(RankerFusion, CutOptions)>,
     opts: StageOptions,
 }
 
@@ -319,13 +324,19 @@ struct Pending {
 }
 
 impl<'m> SelectStage<'m> {
-    fn new(selector: Option<&'m Selector>, opts: &StageOptions) -> Result<Self> {
+    fn new(
+        selector: Option<&'m Selector>,
+        cut: Option<CutOptions>,
+        opts: &StageOptions,
+    ) -> Result<Self> {
+        let fusion = selector.and_then(|s| s.config.ranker_fusion).zip(cut);
         let selector = match selector {
             Some(s) => Some((s, Self::scheduler(s, opts)?)),
             None => None,
         };
         Ok(SelectStage {
             selector,
+            fusion,
             opts: opts.clone(),
         })
     }
@@ -372,26 +383,14 @@ impl<'m> SelectStage<'m> {
                 }
             }
         }
+        let fusion = self.fusion;
         let outcome = scheduler.run(work, |p: Pending, decisions| {
             let index = p.index;
             results[index] = Some(decisions.map(|d| {
-                let d = &d[0];
-                let candidates = p
-                    .order
-                    .iter()
-                    .enumerate()
-                    .map(|(k, &i)| {
-                        let c = &p.candidates[i];
-                        TaggedCandidate {
-                            phrase: c.phrase.clone(),
-                            score: c.score,
-                            present: c.present,
-                            source: c.source,
-                            selected: d.selected[k],
-                            p_true: Some(d.p_true[k]),
-                        }
-                    })
-                    .collect();
+                let candidates = match fusion {
+                    Some((f, cut)) => fused_candidates(&p, &d[0], f, &cut),
+                    None => judged_candidates(&p, &d[0]),
+                };
                 tagged(p.id, candidates, p.warnings)
             }));
             Ok(())
@@ -411,6 +410,65 @@ impl<'m> SelectStage<'m> {
             .map(|r| r.expect("every document has a result"))
             .collect()
     }
+}
+
+/// The candidates the selector judged, in the order it saw them, kept by its labels.
+fn judged_candidates(p: &Pending, d: &Decisions) -> Vec<TaggedCandidate> {
+    p.order
+        .iter()
+        .enumerate()
+        .map(|(k, &i)| {
+            let c = &p.candidates[i];
+            TaggedCandidate {
+                phrase: c.phrase.clone(),
+                score: c.score,
+                present: c.present,
+                source: c.source,
+                selected: d.selected[k],
+                p_true: Some(d.p_true[k]),
+                fused: None,
+            }
+        })
+        .collect()
+}
+
+/// The whole ranked pool, in the order of the fused probabilities, kept by the ranker's cut over
+/// them; the candidates past the selector's `max_candidates` keep the ranker's probability.
+fn fused_candidates(
+    p: &Pending,
+    d: &Decisions,
+    fusion: RankerFusion,
+    cut: &CutOptions,
+) -> Vec<TaggedCandidate> {
+    let mut p_true = vec![None; p.candidates.len()];
+    for (k, &i) in p.order.iter().enumerate() {
+        p_true[i] = Some(d.p_true[k]);
+    }
+    let pool: Vec<FusionInput> = p
+        .candidates
+        .iter()
+        .zip(&p_true)
+        .map(|(c, &p_true)| FusionInput {
+            ranker: c.score,
+            present: c.present,
+            p_true,
+        })
+        .collect();
+    fuse_and_cut(&pool, fusion.selector_weight, fusion.present_threshold, cut)
+        .into_iter()
+        .map(|(i, fused, kept)| {
+            let c = &p.candidates[i];
+            TaggedCandidate {
+                phrase: c.phrase.clone(),
+                score: c.score,
+                present: c.present,
+                source: c.source,
+                selected: kept,
+                p_true: p_true[i],
+                fused: Some(fused),
+            }
+        })
+        .collect()
 }
 
 /// The selector's work for a document. A prompt longer than the selector's context is cut, words
@@ -496,6 +554,7 @@ fn by_threshold(item: Item, threshold: f64) -> Result<Tagged> {
             present: c.present,
             source: c.source,
             p_true: None,
+            fused: None,
         })
         .collect();
     Ok(tagged(doc.id, candidates, item.warnings))

@@ -13,6 +13,7 @@ pub mod build;
 pub mod candidate;
 pub mod extract;
 pub mod features;
+pub mod fusion;
 pub mod neighbors;
 pub mod pool;
 pub mod stopwords;
@@ -225,25 +226,35 @@ pub fn keep_pool(ranked: Vec<Ranked>, opts: &CutOptions) -> Vec<Ranked> {
 /// Marks the keyphrases of a ranked list (most probable first): those at or above their kind's
 /// threshold, then the most probable present ones of the rest until `min_present` are present.
 pub fn cut(ranked: &mut [Ranked], opts: &CutOptions) {
-    let mut present = 0;
-    for r in ranked.iter_mut() {
-        let threshold = if r.present {
-            opts.present_threshold
-        } else {
-            opts.absent_threshold
-        };
-        r.selected = r.probability >= threshold;
-        present += usize::from(r.selected && r.present);
+    let list: Vec<(f64, bool)> = ranked.iter().map(|r| (r.probability, r.present)).collect();
+    for (r, keep) in ranked.iter_mut().zip(cut_flags(&list, opts)) {
+        r.selected = keep;
     }
-    for r in ranked.iter_mut().filter(|r| r.present) {
+}
+
+/// [`cut`] over `(probability, present)` pairs, most probable first: which are kept.
+pub fn cut_flags(list: &[(f64, bool)], opts: &CutOptions) -> Vec<bool> {
+    let mut kept: Vec<bool> = list
+        .iter()
+        .map(|&(p, present)| {
+            p >= if present {
+                opts.present_threshold
+            } else {
+                opts.absent_threshold
+            }
+        })
+        .collect();
+    let mut present = list.iter().zip(&kept).filter(|(c, &k)| k && c.1).count();
+    for (c, k) in list.iter().zip(kept.iter_mut()) {
         if present >= opts.min_present {
             break;
         }
-        if !r.selected {
-            r.selected = true;
+        if c.1 && !*k {
+            *k = true;
             present += 1;
         }
     }
+    kept
 }
 
 #[cfg(test)]

@@ -41,6 +41,19 @@ pub struct Labels {
     pub no: String,
 }
 
+/// How `kpg tag` combines the selector's answers with a ranker's pool ([`crate::rank::fusion`]):
+/// each candidate the selector judged gets `sigmoid(logit(ranker probability) + selector_weight ·
+/// logit(P(true)))`, and the ranker's cut runs on those. Both numbers are chosen on validation data
+/// (`tools/tune_keep_threshold.py`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RankerFusion {
+    pub selector_weight: f64,
+    /// The cut's present threshold on the fused probabilities; absent: the ranker's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub present_threshold: Option<f64>,
+}
+
 /// The prompt template. Placeholders: `{title}`, `{abstract}` in `document`; `{n}` (1-based
 /// position) and `{phrase}` in `candidate`, `answer_item` and `rerank_query`; `{label}` in
 /// `answer_item` and `rerank_query`. Values are inserted verbatim, never re-expanded.
@@ -79,6 +92,12 @@ pub struct SelectorConfig {
     /// was trained on); the others are dropped. Absent: all of them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_candidates: Option<usize>,
+    /// With a ranker (`kpg tag`): the keyphrases are the ranker's cut over probabilities the
+    /// selector's P(true) has moved, and the selector's own labels only steer its later answers.
+    /// Absent, or without a ranker (`kpg select`, `kpg tag --no-ranker`): the selector's labels
+    /// are the keyphrases.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ranker_fusion: Option<RankerFusion>,
     /// The template's text around the user message, when the prompt is wrapped (set at load).
     #[serde(skip)]
     pub chat: Option<super::chat::ChatWrap>,
@@ -118,6 +137,7 @@ impl SelectorConfig {
             base_model: None,
             keep_threshold: None,
             max_candidates: None,
+            ranker_fusion: None,
             chat: None,
         }
     }
@@ -198,6 +218,22 @@ impl SelectorConfig {
             .is_some_and(|t| !(0.0..=1.0).contains(&t))
         {
             return err("keep_threshold", "must be a probability, in [0, 1]");
+        }
+        if let Some(f) = &self.ranker_fusion {
+            if !(f.selector_weight.is_finite() && f.selector_weight >= 0.0) {
+                return err(
+                    "ranker_fusion.selector_weight",
+                    "must be a finite number, at least 0",
+                );
+            }
+            if f.present_threshold
+                .is_some_and(|t| !(0.0..=1.0).contains(&t))
+            {
+                return err(
+                    "ranker_fusion.present_threshold",
+                    "must be a probability, in [0, 1]",
+                );
+            }
         }
         Ok(())
     }
