@@ -106,6 +106,26 @@ def select_on_pool(system, selector, gold, out, work):
         cfg = json.load(open(os.path.join(selector, "kpg_selector.json")))
         args += ["--rerank", "--threshold", str(cfg.get("keep_threshold") or 0.5)]
     run(args)
+    fusion = json.load(open(os.path.join(selector, "kpg_selector.json"))).get("ranker_fusion")
+    if fusion:
+        # The rule `kpg tag` applies with this selector (its twin, below), so that the three
+        # selector systems differ only in how P(true) was obtained.
+        cut = ranker_cut_options()
+        judged = {}
+        with open(out) as f:
+            for line in f:
+                t = json.loads(line)
+                judged[t["id"]] = {c["phrase"]: c["p_true"] for c in t.get("candidates", [])
+                                   if "p_true" in c}
+        with open(pool) as f, open(out + ".fused", "w") as o:
+            for line in f:
+                t = json.loads(line)
+                kept = fuse_and_cut(t["candidates"], judged.get(t["id"], {}),
+                                    fusion["selector_weight"], fusion.get("present_threshold"),
+                                    cut)
+                o.write(json.dumps({"id": t["id"],
+                                    "keyphrases": [c["phrase"] for c, _, k in kept if k]}) + "\n")
+        os.replace(out + ".fused", out)
 
 
 def ranker_cut_options(ranker="models/ranker"):

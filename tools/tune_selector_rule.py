@@ -44,6 +44,8 @@ def tag(gold, out, extra):
         quality.run([KPG, "tag", "--input", gold, "--output", out + ".part", "--progress", "none"]
                     + extra)
         os.rename(out + ".part", out)
+        if os.path.exists(out + ".part.kpg-job.json"):  # kpg's resume record of the finished run
+            os.remove(out + ".part.kpg-job.json")
     return [json.loads(line) for line in open(out)]
 
 

@@ -44,7 +44,7 @@ pub struct Labels {
 /// How `kpg tag` combines the selector's answers with a ranker's pool ([`crate::rank::fusion`]):
 /// each candidate the selector judged gets `sigmoid(logit(ranker probability) + selector_weight ·
 /// logit(P(true)))`, and the ranker's cut runs on those. Both numbers are chosen on validation data
-/// (`tools/tune_keep_threshold.py`).
+/// (`tools/tune_selector_rule.py`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RankerFusion {
