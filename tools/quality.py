@@ -124,7 +124,8 @@ def select_on_pool(system, selector, gold, out, work):
                                     fusion["selector_weight"], fusion.get("present_threshold"),
                                     cut)
                 o.write(json.dumps({"id": t["id"],
-                                    "keyphrases": [c["phrase"] for c, _, k in kept if k]}) + "\n")
+                                    "keyphrases": [c["phrase"] for c, _, k in kept if k],
+                                    "candidates": [c for c, _, _ in kept]}) + "\n")
         os.replace(out + ".fused", out)
 
 

@@ -244,12 +244,16 @@ pub fn cut_flags(list: &[(f64, bool)], opts: &CutOptions) -> Vec<bool> {
             }
         })
         .collect();
-    let mut present = list.iter().zip(&kept).filter(|(c, &k)| k && c.1).count();
-    for (c, k) in list.iter().zip(kept.iter_mut()) {
+    let mut present = list
+        .iter()
+        .zip(&kept)
+        .filter(|(&(_, is_present), &k)| k && is_present)
+        .count();
+    for (&(_, is_present), k) in list.iter().zip(kept.iter_mut()) {
         if present >= opts.min_present {
             break;
         }
-        if c.1 && !*k {
+        if is_present && !*k {
             *k = true;
             present += 1;
         }

@@ -281,6 +281,29 @@ mod tests {
     }
 
     #[test]
+    fn ranker_fusion_is_checked_and_round_trips() {
+        let with = |selector_weight, present_threshold| SelectorConfig {
+            ranker_fusion: Some(RankerFusion {
+                selector_weight,
+                present_threshold,
+            }),
+            ..Default::default()
+        };
+        let good = with(0.5, Some(0.12));
+        good.validate(Path::new("x")).unwrap();
+        let json = serde_json::to_string(&good).unwrap();
+        assert_eq!(serde_json::from_str::<SelectorConfig>(&json).unwrap(), good);
+        for (bad, field) in [
+            (with(-0.1, None), "selector_weight"),
+            (with(f64::NAN, None), "selector_weight"),
+            (with(0.5, Some(1.5)), "present_threshold"),
+        ] {
+            let e = bad.validate(Path::new("x")).unwrap_err().to_string();
+            assert!(e.contains(field), "{e}");
+        }
+    }
+
+    #[test]
     fn defaults_are_valid_and_round_trip() {
         for format in [AnswerFormat::Labels, AnswerFormat::Interleaved] {
             let c = SelectorConfig::for_format(format);
