@@ -47,6 +47,21 @@ struct Proposed {
     ranker_selected: Option<bool>,
 }
 
+impl Proposed {
+    /// The output line's candidate, with the decision and what the selector said.
+    fn tagged(&self, selected: bool, p_true: Option<f32>, fused: Option<f64>) -> TaggedCandidate {
+        TaggedCandidate {
+            phrase: self.phrase.clone(),
+            score: self.score,
+            present: self.present,
+            source: self.source,
+            selected,
+            p_true,
+            fused,
+        }
+    }
+}
+
 /// A document on its way through the stages.
 pub struct Item {
     /// The document, or why it cannot be run.
@@ -417,18 +432,7 @@ fn judged_candidates(p: &Pending, d: &Decisions) -> Vec<TaggedCandidate> {
     p.order
         .iter()
         .enumerate()
-        .map(|(k, &i)| {
-            let c = &p.candidates[i];
-            TaggedCandidate {
-                phrase: c.phrase.clone(),
-                score: c.score,
-                present: c.present,
-                source: c.source,
-                selected: d.selected[k],
-                p_true: Some(d.p_true[k]),
-                fused: None,
-            }
-        })
+        .map(|(k, &i)| p.candidates[i].tagged(d.selected[k], Some(d.p_true[k]), None))
         .collect()
 }
 
@@ -456,18 +460,7 @@ fn fused_candidates(
         .collect();
     fuse_and_cut(&pool, fusion.selector_weight, fusion.present_threshold, cut)
         .into_iter()
-        .map(|(i, fused, kept)| {
-            let c = &p.candidates[i];
-            TaggedCandidate {
-                phrase: c.phrase.clone(),
-                score: c.score,
-                present: c.present,
-                source: c.source,
-                selected: kept,
-                p_true: p_true[i],
-                fused: Some(fused),
-            }
-        })
+        .map(|(i, fused, kept)| p.candidates[i].tagged(kept, p_true[i], Some(fused)))
         .collect()
 }
 
@@ -546,15 +539,13 @@ fn by_threshold(item: Item, threshold: f64) -> Result<Tagged> {
     let doc = item.doc?;
     let candidates = item
         .candidates
-        .into_iter()
-        .map(|c| TaggedCandidate {
-            selected: c.ranker_selected.unwrap_or(c.score >= threshold),
-            phrase: c.phrase,
-            score: c.score,
-            present: c.present,
-            source: c.source,
-            p_true: None,
-            fused: None,
+        .iter()
+        .map(|c| {
+            c.tagged(
+                c.ranker_selected.unwrap_or(c.score >= threshold),
+                None,
+                None,
+            )
         })
         .collect();
     Ok(tagged(doc.id, candidates, item.warnings))
