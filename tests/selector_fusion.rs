@@ -2,7 +2,9 @@
 //! and ranker and a random-weight selector (`kpg synth`): the output lists the whole ranked pool,
 //! the candidates past `max_candidates` unjudged; weight 0 keeps exactly the ranker's keyphrases;
 //! with weight 1 the `fused` probabilities and the keyphrases are what `rank::fusion` makes of the
-//! printed ranker scores and P(true), and the selector does change the list.
+//! printed ranker scores and P(true), and the selector does change the list. With `answer_by_cut`
+//! the same holds, and the selector's P(true) moves past the first candidate: its later answers
+//! read the cut's decisions instead of its greedy ones.
 
 mod common;
 
@@ -52,7 +54,7 @@ fn phrases(v: &Value) -> Vec<String> {
         .collect()
 }
 
-fn selector(dir: &Path, base: &Path, weight: f64) {
+fn selector(dir: &Path, base: &Path, weight: f64, answer_by_cut: bool) {
     std::fs::create_dir_all(dir).unwrap();
     let config = SelectorConfig {
         base_model: Some(base.to_str().unwrap().into()),
@@ -60,6 +62,7 @@ fn selector(dir: &Path, base: &Path, weight: f64) {
         ranker_fusion: Some(RankerFusion {
             selector_weight: weight,
             present_threshold: None,
+            answer_by_cut,
         }),
         ..Default::default()
     };
@@ -83,20 +86,74 @@ fn fusion_cuts_the_whole_pool_over_moved_probabilities() {
     .unwrap();
     let cut: CutOptions = serde_json::from_value(ranker).unwrap();
 
-    let (zero, one) = (tmp.path().join("w0"), tmp.path().join("w1"));
-    selector(&zero, &base, 0.0);
-    selector(&one, &base, 1.0);
+    let (zero, one, by_cut) = (
+        tmp.path().join("w0"),
+        tmp.path().join("w1"),
+        tmp.path().join("w1-by-cut"),
+    );
+    selector(&zero, &base, 0.0, false);
+    selector(&one, &base, 1.0, false);
+    selector(&by_cut, &base, 1.0, true);
     let at_zero = tag(&["--selector", zero.to_str().unwrap()]);
     let at_one = tag(&["--selector", one.to_str().unwrap()]);
-    let mut changed = 0;
-    for ((r, z), o) in ranked.iter().zip(&at_zero).zip(&at_one) {
-        let pool = r["candidates"].as_array().unwrap();
+    let answered_by_cut = tag(&["--selector", by_cut.to_str().unwrap()]);
+    for (r, z) in ranked.iter().zip(&at_zero) {
         assert_eq!(
             phrases(&z["keyphrases"]),
             phrases(&r["keyphrases"]),
             "{}",
             r["id"]
         );
+    }
+    let changed = check_fused(&ranked, &at_one, &cut);
+    assert!(
+        changed > 0,
+        "a weight-1 selector changed no document's keyphrases"
+    );
+    check_fused(&ranked, &answered_by_cut, &cut);
+    // The first candidate's P(true) follows no answer; some later ones follow different answers.
+    let mut moved = 0;
+    for (g, c) in at_one.iter().zip(&answered_by_cut) {
+        let (g, c) = (judged_by_score(g), judged_by_score(c));
+        assert_eq!(g.len(), c.len());
+        assert_eq!(g[0], c[0], "the first P(true) follows no answer");
+        moved += g.iter().zip(&c).filter(|(a, b)| a != b).count();
+    }
+    assert!(moved > 0, "answering by the cut moved no P(true)");
+}
+
+/// (phrase, P(true)) of the judged candidates, highest ranker score first: the order the selector
+/// read them in.
+fn judged_by_score(doc: &Value) -> Vec<(String, f64)> {
+    let mut judged: Vec<&Value> = doc["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c.get("p_true").is_some())
+        .collect();
+    judged.sort_by(|a, b| {
+        b["score"]
+            .as_f64()
+            .unwrap()
+            .total_cmp(&a["score"].as_f64().unwrap())
+    });
+    judged
+        .iter()
+        .map(|c| {
+            (
+                c["phrase"].as_str().unwrap().to_string(),
+                c["p_true"].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Checks a weight-1 fused tagging against `rank::fusion` over its own printed numbers; returns
+/// how many documents' keyphrases differ from the ranker's.
+fn check_fused(ranked: &[Value], fused: &[Value], cut: &CutOptions) -> usize {
+    let mut changed = 0;
+    for (r, o) in ranked.iter().zip(fused) {
+        let pool = r["candidates"].as_array().unwrap();
         let cands = o["candidates"].as_array().unwrap();
         assert_eq!(cands.len(), pool.len(), "{}: the whole pool", r["id"]);
         // The six highest-scored were judged, the rest not.
@@ -118,7 +175,7 @@ fn fusion_cuts_the_whole_pool_over_moved_probabilities() {
                 p_true: c.get("p_true").map(|p| p.as_f64().unwrap() as f32),
             })
             .collect();
-        let want = fuse_and_cut(&inputs, 1.0, None, &cut);
+        let want = fuse_and_cut(&inputs, 1.0, None, cut);
         for (k, &(i, fused, kept)) in want.iter().enumerate() {
             let got = &cands[k];
             assert_eq!(got["phrase"], cands[i]["phrase"], "{}: order", r["id"]);
@@ -136,8 +193,5 @@ fn fusion_cuts_the_whole_pool_over_moved_probabilities() {
         assert_eq!(phrases(&o["keyphrases"]), kept);
         changed += usize::from(kept != phrases(&r["keyphrases"]));
     }
-    assert!(
-        changed > 0,
-        "a weight-1 selector changed no document's keyphrases"
-    );
+    changed
 }

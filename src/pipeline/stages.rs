@@ -23,6 +23,7 @@ use crate::rank::{CutOptions, Ranker};
 use crate::records::RecordId;
 use crate::select::config::RankerFusion;
 use crate::select::document::{Candidate as SelectCandidate, SelectDocument};
+use crate::select::program::KeepRule;
 use crate::select::run::scheduler_len;
 use crate::select::scheduler::{Decisions, Group, Scheduler, SchedulerOptions};
 use crate::select::{CandidateOrder, SelectMode, Selector};
@@ -391,7 +392,9 @@ impl<'m> SelectStage<'m> {
                         order: Vec::new(),
                         warnings: item.warnings,
                     };
-                    match selector_group(selector, doc, &mut pending, share) {
+                    let group = selector_group(selector, doc, &mut pending, share)
+                        .map(|g| answer_by_cut(g, &pending, self.fusion.as_ref()));
+                    match group {
                         Ok(group) => work.push((pending, Ok(group))),
                         Err(e) => results[index] = Some(Err(e)),
                     }
@@ -531,6 +534,38 @@ fn selector_group(
     }
     pending.order = order;
     Ok(group)
+}
+
+/// With a fusion that answers by the cut, each label's rule: the cut's threshold for its kind over
+/// the candidate's fused probability (the top-up comes after, in [`fused_candidates`]).
+fn answer_by_cut(
+    mut group: Group,
+    pending: &Pending,
+    fusion: Option<&(RankerFusion, CutOptions)>,
+) -> Group {
+    let Some((f, cut)) = fusion.filter(|(f, _)| f.answer_by_cut) else {
+        return group;
+    };
+    let present = f.present_threshold.unwrap_or(cut.present_threshold);
+    for member in &mut group.members {
+        member.keep_rules = pending
+            .order
+            .iter()
+            .map(|&i| {
+                let c = &pending.candidates[i];
+                KeepRule::Fused {
+                    ranker: c.score,
+                    weight: f.selector_weight,
+                    threshold: if c.present {
+                        present
+                    } else {
+                        cut.absent_threshold
+                    },
+                }
+            })
+            .collect();
+    }
+    group
 }
 
 /// Without a selector: the ranker's keyphrases, or without a ranker the generator's candidates at

@@ -52,6 +52,11 @@ pub struct RankerFusion {
     /// The cut's present threshold on the fused probabilities; absent: the ranker's own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub present_threshold: Option<f64>,
+    /// Answer each label with the cut's decision on the fused probability (before the top-up to
+    /// the fewest present keyphrases), so that the selector's later answers read the keyphrases
+    /// the cut keeps; false: its greedy answers, which keep fewer.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub answer_by_cut: bool,
 }
 
 /// The prompt template. Placeholders: `{title}`, `{abstract}` in `document`; `{n}` (1-based
@@ -286,6 +291,7 @@ mod tests {
             ranker_fusion: Some(RankerFusion {
                 selector_weight,
                 present_threshold,
+                answer_by_cut: true,
             }),
             ..Default::default()
         };

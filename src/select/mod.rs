@@ -276,6 +276,7 @@ impl Selector {
                     l
                 })
                 .collect(),
+            keep_rules: program.keep_rules,
         })
     }
 

@@ -22,10 +22,41 @@ pub struct LabelSlot {
 
 /// Tokens up to the last label (the text after it is never needed) with the choice points. The
 /// token at each label position holds the true label until the engine writes the decision.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Program {
     pub tokens: Vec<u32>,
     pub labels: Vec<LabelSlot>,
+    /// How each label is answered, by label; empty: every label by the scheduler's own rule.
+    pub keep_rules: Vec<KeepRule>,
+}
+
+/// How the engine answers a label from the model's P(true).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum KeepRule {
+    /// The scheduler's rule: its keep threshold, else the likelier label (greedy).
+    Scheduler,
+    /// True when the candidate's fused probability ([`crate::rank::fusion::fused_probability`] of
+    /// the ranker's probability and P(true) at `weight`) reaches `threshold`: the ranker's cut
+    /// before its top-up, so that the later answers read the keyphrases the cut keeps.
+    Fused {
+        ranker: f64,
+        weight: f64,
+        threshold: f64,
+    },
+}
+
+impl KeepRule {
+    /// The answer for P(true) `p`; `scheduler` is the scheduler's rule.
+    pub fn keep(&self, p: f32, scheduler: impl FnOnce() -> bool) -> bool {
+        match *self {
+            KeepRule::Scheduler => scheduler(),
+            KeepRule::Fused {
+                ranker,
+                weight,
+                threshold,
+            } => crate::rank::fusion::fused_probability(ranker, Some(p), weight) >= threshold,
+        }
+    }
 }
 
 /// A template rendering with the byte ranges of its labels.
@@ -172,7 +203,11 @@ fn compile(tok: &Tokenizer, yes: Rendered, no: Rendered, what: &str) -> Result<P
     }
     let mut tokens = yes_ids;
     tokens.truncate(end + 1);
-    Ok(Program { tokens, labels })
+    Ok(Program {
+        tokens,
+        labels,
+        keep_rules: Vec::new(),
+    })
 }
 
 /// The token index of each label: the one token that covers it, taking in at most whitespace
@@ -248,6 +283,7 @@ pub fn selection_program(
         return Ok(Program {
             tokens: Vec::new(),
             labels: Vec::new(),
+            keep_rules: Vec::new(),
         });
     }
     let yes = render_selection(config, title, abstract_, phrases, &config.labels.yes);
@@ -287,4 +323,24 @@ pub fn check_template(config: &SelectorConfig, tok: &Tokenizer) -> Result<()> {
     let prompt = rerank_prompt(config, title, abstract_);
     rerank_program(config, tok, &prompt, 1, phrases[0])?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::KeepRule;
+
+    #[test]
+    fn keep_rules_answer_by_their_own_rule() {
+        assert!(KeepRule::Scheduler.keep(0.1, || true));
+        assert!(!KeepRule::Scheduler.keep(0.9, || false));
+        let fused = KeepRule::Fused {
+            ranker: 0.2,
+            weight: 1.0,
+            threshold: 0.19,
+        };
+        // P(true) 0.5 leaves the ranker's 0.2, over the threshold; 0.45 takes it to 0.17.
+        assert!(fused.keep(0.5, || false));
+        assert!(!fused.keep(0.45, || true));
+        assert!(fused.keep(0.9, || false));
+    }
 }

@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use super::program::{LabelSlot, Program};
+use super::program::{KeepRule, LabelSlot, Program};
 use crate::error::{KpgError, Result};
 use crate::kv_cache::{BlockTable, CacheCapacity, PagedKvCache};
 use crate::model::llama::{Llama, LlamaWorkspace, LogitRows, SeqChunk};
@@ -85,6 +85,8 @@ struct Running {
     table: BlockTable,
     tokens: Vec<u32>,
     labels: Vec<LabelSlot>,
+    /// By label; empty: the scheduler's rule for all ([`Program::keep_rules`]).
+    keep_rules: Vec<KeepRule>,
     /// Tokens fed so far (relative to this sequence's own tokens).
     cursor: usize,
     next_label: usize,
@@ -340,6 +342,7 @@ impl<'m> Scheduler<'m> {
                 table,
                 tokens: state.group.prefix.clone(),
                 labels: Vec::new(),
+                keep_rules: Vec::new(),
                 cursor: 0,
                 next_label: 0,
                 end: state.group.prefix.len(),
@@ -381,6 +384,7 @@ impl<'m> Scheduler<'m> {
                 table,
                 tokens: program.tokens.clone(),
                 labels: program.labels.clone(),
+                keep_rules: program.keep_rules.clone(),
                 cursor: 0,
                 next_label: 0,
                 end,
@@ -488,7 +492,9 @@ impl<'m> Scheduler<'m> {
             if wants {
                 let slot = seq.labels[seq.next_label];
                 let (greedy, p) = decide(logits[read], logits[read + 1], slot.ids);
-                let yes = self.opts.keep_threshold.map_or(greedy, |t| p >= t);
+                let rule = seq.keep_rules.get(seq.next_label);
+                let by_scheduler = || self.opts.keep_threshold.map_or(greedy, |t| p >= t);
+                let yes = rule.map_or_else(by_scheduler, |r| r.keep(p, by_scheduler));
                 read += 2;
                 self.stats.choice_steps += 1;
                 seq.tokens[slot.pos] = if yes { slot.ids[0] } else { slot.ids[1] };
