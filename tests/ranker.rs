@@ -11,6 +11,7 @@ use std::process::{Command, Output};
 use common::{fixtures, kpg_bin};
 use kpg::rank::trees::probability;
 use kpg::rank::{Ranker, DEFAULT_RANKER};
+use kpg::select::config::SelectorConfig;
 use serde_json::Value;
 
 fn repo() -> PathBuf {
@@ -60,6 +61,19 @@ fn tag(input: &str) -> (Output, Vec<Value>) {
     (out, lines)
 }
 
+/// Whether `kpg tag` run from the repository root uses `models/selector`: it is there and so is
+/// the base model it names (`tools/fetch-models.sh`).
+fn default_selector_is_ready() -> bool {
+    let dir = repo().join("models/selector");
+    if !dir.join("kpg_selector.json").is_file() {
+        return false;
+    }
+    let config = SelectorConfig::from_dir(&dir).unwrap();
+    config
+        .base_model
+        .is_some_and(|base| dir.join(base).exists())
+}
+
 fn strings(v: &Value) -> Vec<String> {
     v.as_array()
         .unwrap()
@@ -99,6 +113,10 @@ fn default_tag_finds_the_document_topic_and_never_junk() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(lines.len(), 2);
+    let with_selector = default_selector_is_ready();
+    if !with_selector {
+        eprintln!("no default selector with its base model here: the ranker's cut alone");
+    }
     for line in &lines {
         let keyphrases = strings(&line["keyphrases"]);
         let candidates = line["candidates"].as_array().unwrap();
@@ -128,12 +146,18 @@ fn default_tag_finds_the_document_topic_and_never_junk() {
             let p = c["score"].as_f64().unwrap();
             assert!((0.0..=1.0).contains(&p));
         }
-        // Ranked: most probable first.
+        // Ranked: most probable first (by the fused probability when the default selector ran).
+        let order = if with_selector { "fused" } else { "score" };
         let scores: Vec<f64> = candidates
             .iter()
-            .map(|c| c["score"].as_f64().unwrap())
+            .map(|c| c[order].as_f64().unwrap())
             .collect();
-        assert!(scores.windows(2).all(|w| w[0] >= w[1]));
+        assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{order}");
+        // The default selector judged the best-scored candidates.
+        assert_eq!(
+            candidates.iter().any(|c| c.get("p_true").is_some()),
+            with_selector
+        );
     }
     let top = |i: usize| strings(&lines[i]["keyphrases"])[..3].to_vec();
     assert!(

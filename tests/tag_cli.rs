@@ -149,7 +149,14 @@ fn every_record_gets_one_line_in_order() {
     );
 
     let out = kpg_stdin(
-        &["tag", "--generator", s(&gen), "--batch-docs", "3"],
+        &[
+            "tag",
+            "--generator",
+            s(&gen),
+            "--no-selector",
+            "--batch-docs",
+            "3",
+        ],
         &input,
     );
     assert_eq!(
@@ -231,6 +238,7 @@ fn kill_nine_then_resume_gives_every_id_once_in_order() {
         "tag",
         "--generator",
         s(&gen),
+        "--no-selector",
         "--input",
         s(&input),
         "--output",
@@ -282,7 +290,7 @@ fn kill_nine_then_resume_gives_every_id_once_in_order() {
     let other = tmp.path().join("other.jsonl");
     std::fs::write(&other, corpus(n + 5, 60).replace("\"d", "\"x")).unwrap();
     let mut other_args = args.to_vec();
-    other_args[4] = s(&other);
+    other_args[5] = s(&other);
     common::assert_usage_error(&kpg(&other_args), &["--resume", "input differs"]);
 }
 
@@ -300,6 +308,7 @@ fn shards_cover_the_input_exactly_once() {
             "tag",
             "--generator",
             s(&gen),
+            "--no-selector",
             "--input",
             s(&input),
             "--shard",

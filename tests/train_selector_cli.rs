@@ -202,8 +202,8 @@ fn resumed_runs_equal_unbroken_ones_and_the_output_is_a_selector() {
 }
 
 /// `kpg tag` runs `models/selector` (relative to where it runs) by default when its base model is
-/// there; `--no-selector` skips it; without its base it says how to fetch it, once, and goes on
-/// with no selector.
+/// there and there is a ranker; `--no-selector` and `--no-ranker` skip it; without its base it
+/// says how to fetch it, once, and goes on with no selector.
 #[test]
 fn tag_uses_the_default_selector_when_its_base_is_there() {
     let tmp = tempfile::tempdir().unwrap();
@@ -240,15 +240,18 @@ fn tag_uses_the_default_selector_when_its_base_is_there() {
         r#"{"id": "d1", "title": "optimal transport", "abstract": "keyphrase generation with optimal transport and a set decoder"}"#,
     )
     .unwrap();
+    let ranker = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/ranker");
     let tag = |extra: &[&str]| {
         let mut args = vec![
             "tag",
             "--generator",
             generator.to_str().unwrap(),
-            "--no-ranker",
             "--input",
             input.to_str().unwrap(),
         ];
+        if !extra.contains(&"--no-ranker") {
+            args.extend(["--ranker", ranker.to_str().unwrap()]);
+        }
         args.extend_from_slice(extra);
         let out = Command::new(common::kpg_bin())
             .args(&args)
@@ -266,6 +269,10 @@ fn tag_uses_the_default_selector_when_its_base_is_there() {
     };
     assert!(tag(&[]).0, "the default selector did not run");
     assert!(!tag(&["--no-selector"]).0);
+    assert!(
+        !tag(&["--no-ranker"]).0,
+        "the default selector ran without a ranker"
+    );
     std::fs::remove_dir_all(&base).unwrap();
     let (judged, stderr) = tag(&[]);
     assert!(!judged);

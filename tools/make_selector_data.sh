@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The selector's training and validation records, rebuilt from the shared data with kpg itself:
-# the default generator + ranker pool of each document (`kpg tag`), each candidate labelled by
+# the default generator + ranker pool of each document (`kpg tag --no-selector`), each candidate labelled by
 # the evaluation's stemmed match to the gold keyphrases (`kpg selector-data`).
 #
 # Training:
@@ -39,9 +39,9 @@ label() { # name gold [kpg tag options]
     "$KPG" tag --input "$2" --output "$OUT/$1.tagged.jsonl" "${@:3}"
     "$KPG" selector-data --tagged "$OUT/$1.tagged.jsonl" --gold "$2" --output "$OUT/$1.jsonl"
 }
-label train "$OUT/acmcr.holdout.jsonl"
-label valid.kp20k "$DATA/kp20k.valid.first1000.one2set.jsonl.gz"
-label valid.inspec "$DATA/inspec.valid.jsonl.gz"
+label train "$OUT/acmcr.holdout.jsonl" --no-selector
+label valid.kp20k "$DATA/kp20k.valid.first1000.one2set.jsonl.gz" --no-selector
+label valid.inspec "$DATA/inspec.valid.jsonl.gz" --no-selector
 
 # The shipped trees over tables without the three small training sets.
 TABLES="$OUT/ranker-without-train-sets"

@@ -198,7 +198,7 @@ def main():
     tagged = []
     for gold, tokenized in valid_sets:
         out = os.path.join(work, os.path.basename(gold) + ".tagged.jsonl")
-        run(KPG, "tag", "--generator", a.generator, "--ranker", a.out, "--input", gold,
+        run(KPG, "tag", "--generator", a.generator, "--ranker", a.out, "--no-selector", "--input", gold,
             "--output", out, "--progress", "none")
         tagged.append([json.loads(l) for l in open(out)])
     grid = [0.0, 0.005, 0.01, 0.02, 0.03, 0.04] + [round(0.05 * i, 2) for i in range(1, 20)]

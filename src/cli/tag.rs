@@ -31,11 +31,17 @@ pub const DEFAULT_GENERATOR: &str = "models/generator";
 /// Where `kpg tag` looks for a selector when neither `--selector` nor `--no-selector` is given.
 pub const DEFAULT_SELECTOR: &str = "models/selector";
 
-/// `--selector`, else `models/selector` when it exists and the base model it names is there. A
-/// default selector whose base is missing is skipped with one line on stderr that says how to
-/// fetch it; the ranker's cut then gives the keyphrases.
-pub fn selector_dir(arg: Option<PathBuf>, no_selector: bool) -> Result<Option<PathBuf>> {
-    if no_selector || arg.is_some() {
+/// `--selector`, else `models/selector` when it exists, there is a ranker and the base model it
+/// names is there. The default selector is trained on the ranked pool and fused with the ranker's
+/// cut, so without a ranker (`--no-ranker`) it is not used. A default selector whose base is
+/// missing is skipped with one line on stderr that says how to fetch it; the ranker's cut then
+/// gives the keyphrases.
+pub fn selector_dir(
+    arg: Option<PathBuf>,
+    no_selector: bool,
+    ranker: bool,
+) -> Result<Option<PathBuf>> {
+    if no_selector || arg.is_some() || !ranker {
         return Ok(arg);
     }
     let default = PathBuf::from(DEFAULT_SELECTOR);
@@ -110,7 +116,6 @@ pub fn tag(args: TagArgs) -> Result<i32> {
         ));
     }
     let generator = generator_dir(args.generator.clone())?;
-    let selector = selector_dir(args.selector.clone(), args.no_selector)?;
     let opts = StageOptions {
         threshold: args.threshold,
         batch_docs: args.batch_docs,
@@ -126,6 +131,7 @@ pub fn tag(args: TagArgs) -> Result<i32> {
         }
     }
     let ranker = args.ranker.ranker_dir();
+    let selector = selector_dir(args.selector.clone(), args.no_selector, ranker.is_some())?;
     // The lock comes first: resume reads and cuts the file, and no other run may be writing it.
     let lock = args
         .output
@@ -361,5 +367,23 @@ fn same_file(a: &Path, b: &Path) -> bool {
     match (a.canonicalize(), b.canonicalize()) {
         (Ok(a), Ok(b)) => a == b,
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::selector_dir;
+    use std::path::PathBuf;
+
+    #[test]
+    fn the_default_selector_needs_a_ranker_and_no_flag_against_it() {
+        // Unit tests run from the repository root, where models/selector may be ready.
+        assert_eq!(selector_dir(None, false, false).unwrap(), None);
+        assert_eq!(selector_dir(None, true, true).unwrap(), None);
+        let given = PathBuf::from("some/selector");
+        assert_eq!(
+            selector_dir(Some(given.clone()), false, false).unwrap(),
+            Some(given)
+        );
     }
 }
