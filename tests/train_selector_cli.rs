@@ -1,8 +1,8 @@
 //! `kpg train selector` through the CLI on a random-weight selector (`kpg synth`): a run stopped
 //! with --max-steps and continued with --resume ends with the same adapter and optimiser state as
 //! one that was never stopped; the output directory is a selector that `kpg select` loads (its
-//! `base_model` and adapter), deciding as the base with `--adapter` does; a misused --resume is
-//! refused with a message that says what to do.
+//! `base_model` and adapter), deciding as the base with `--adapter` does; a misused --resume (or
+//! one with another loss weighting) is refused with a message that says what to do.
 
 mod common;
 
@@ -131,6 +131,24 @@ fn resumed_runs_equal_unbroken_ones_and_the_output_is_a_selector() {
         String::from_utf8_lossy(&other.stderr).contains("`seed`"),
         "{}",
         String::from_utf8_lossy(&other.stderr)
+    );
+    // An option that changes the loss is part of the run too, where it is not the default.
+    let reweighted = train(
+        &base,
+        &data,
+        &broken,
+        &["--resume", "--redundant-false-weight", "3"],
+    );
+    assert!(
+        String::from_utf8_lossy(&reweighted.stderr).contains("`redundant_false_weight`"),
+        "{}",
+        String::from_utf8_lossy(&reweighted.stderr)
+    );
+    let zero = train(&base, &data, &broken, &["--redundant-false-weight", "0"]);
+    assert!(
+        String::from_utf8_lossy(&zero.stderr).contains("--redundant-false-weight must be"),
+        "{}",
+        String::from_utf8_lossy(&zero.stderr)
     );
     ok(train(&base, &data, &broken, &["--resume"]));
     ok(train(&base, &data, &whole, &[]));

@@ -70,6 +70,12 @@ pub struct TrainSelectorArgs {
     /// Show candidates by score while training too (the default shuffles them: R-tuning).
     #[arg(long)]
     pub sorted_candidates: bool,
+    /// The loss weight of a redundant false label (a candidate that is not a keyphrase and shares
+    /// a stemmed token with an earlier true one in the sequence) against a plain false label, within
+    /// the false half of the balanced loss: above 1 it teaches the selector to drop candidates
+    /// that repeat a kept one.
+    #[arg(long, default_value_t = 1.0)]
+    pub redundant_false_weight: f64,
     /// Validation records used (the first ones).
     #[arg(long, default_value_t = 200)]
     pub max_valid: usize,
@@ -111,6 +117,7 @@ impl TrainSelectorArgs {
             max_tokens: self.max_tokens,
             max_candidates: self.max_candidates,
             shuffle_candidates: !self.sorted_candidates,
+            redundant_false_weight: self.redundant_false_weight,
             max_valid: self.max_valid,
             valid_every: self.valid_every,
             checkpoint_every: self.checkpoint_every,
@@ -125,6 +132,12 @@ pub fn run(args: TrainSelectorArgs) -> Result<i32> {
         return Err(crate::error::KpgError::InvalidArgument(
             "--rank must be at least 1".into(),
         ));
+    }
+    if !(args.redundant_false_weight.is_finite() && args.redundant_false_weight > 0.0) {
+        return Err(crate::error::KpgError::InvalidArgument(format!(
+            "--redundant-false-weight must be a positive number, got {}",
+            args.redundant_false_weight
+        )));
     }
     let opts = args.options()?;
     let mut last_line: Option<Instant> = None;

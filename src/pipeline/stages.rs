@@ -546,7 +546,7 @@ fn answer_by_cut(
     let Some((f, cut)) = fusion.filter(|(f, _)| f.answer_by_cut) else {
         return group;
     };
-    let present = f.present_threshold.unwrap_or(cut.present_threshold);
+    let cut = cut.with_present_threshold(f.present_threshold);
     for member in &mut group.members {
         member.keep_rules = pending
             .order
@@ -556,11 +556,7 @@ fn answer_by_cut(
                 KeepRule::Fused {
                     ranker: c.score,
                     weight: f.selector_weight,
-                    threshold: if c.present {
-                        present
-                    } else {
-                        cut.absent_threshold
-                    },
+                    threshold: cut.threshold(c.present),
                 }
             })
             .collect();

@@ -55,10 +55,7 @@ pub fn fuse_and_cut(
         .map(|(i, c)| (i, fused_probability(c.ranker, c.p_true, weight)))
         .collect();
     order.sort_by(|a, b| b.1.total_cmp(&a.1));
-    let opts = CutOptions {
-        present_threshold: present_threshold.unwrap_or(cut.present_threshold),
-        ..*cut
-    };
+    let opts = cut.with_present_threshold(present_threshold);
     let list: Vec<(f64, bool)> = order.iter().map(|&(i, p)| (p, pool[i].present)).collect();
     let kept = super::cut_flags(&list, &opts);
     order

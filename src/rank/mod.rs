@@ -60,6 +60,26 @@ pub struct CutOptions {
     pub absent_slots: usize,
 }
 
+impl CutOptions {
+    /// The probability a candidate must reach to be kept, by whether it is present.
+    pub fn threshold(&self, present: bool) -> f64 {
+        if present {
+            self.present_threshold
+        } else {
+            self.absent_threshold
+        }
+    }
+
+    /// These options with the present threshold replaced where one is given (a selector's
+    /// `ranker_fusion.present_threshold`).
+    pub fn with_present_threshold(self, present_threshold: Option<f64>) -> Self {
+        CutOptions {
+            present_threshold: present_threshold.unwrap_or(self.present_threshold),
+            ..self
+        }
+    }
+}
+
 #[derive(Deserialize)]
 struct RankerFile {
     format: String,
@@ -236,13 +256,7 @@ pub fn cut(ranked: &mut [Ranked], opts: &CutOptions) {
 pub fn cut_flags(list: &[(f64, bool)], opts: &CutOptions) -> Vec<bool> {
     let mut kept: Vec<bool> = list
         .iter()
-        .map(|&(p, present)| {
-            p >= if present {
-                opts.present_threshold
-            } else {
-                opts.absent_threshold
-            }
-        })
+        .map(|&(p, present)| p >= opts.threshold(present))
         .collect();
     let mut present = list
         .iter()

@@ -16,9 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::base::BaseModel;
-use super::examples::{
-    balanced_weights, build_sequence, by_score, read_labelled, LabelledDocument,
-};
+use super::examples::{build_sequence, by_score, label_weights, read_labelled, LabelledDocument};
 use super::lora_params::{LoraParams, LoraShape};
 use super::model::{forward, loss_backward};
 use super::ops::weighted_cross_entropy;
@@ -56,6 +54,9 @@ pub struct SelectorTrainOptions {
     pub max_candidates: usize,
     /// Candidates in a random order during training (the paper's R-tuning); by score otherwise.
     pub shuffle_candidates: bool,
+    /// The loss weight of a redundant false label (a non-keyphrase sharing a token with an
+    /// earlier true candidate) against a plain false one, within the false half of the loss.
+    pub redundant_false_weight: f64,
     /// Validation records used (the first ones).
     pub max_valid: usize,
     pub valid_every: u64,
@@ -69,7 +70,7 @@ pub struct SelectorTrainOptions {
 impl SelectorTrainOptions {
     /// The options that decide the result; a resume with other ones is refused.
     fn fingerprint(&self) -> serde_json::Value {
-        json!({
+        let mut fingerprint = json!({
             "template": self.template, "train": self.train, "lr": self.lr,
             "warmup_steps": self.warmup_steps, "epochs": self.epochs,
             "batch_size": self.batch_size, "weight_decay": self.weight_decay,
@@ -78,7 +79,12 @@ impl SelectorTrainOptions {
             "shuffle_candidates": self.shuffle_candidates, "rank": self.lora.rank,
             "alpha": self.lora.alpha, "rslora": self.lora.rslora,
             "targets": self.lora.targets,
-        })
+        });
+        // Only where it is not 1, so that the runs from before the option still resume.
+        if self.redundant_false_weight != 1.0 {
+            fingerprint["redundant_false_weight"] = json!(self.redundant_false_weight);
+        }
+        fingerprint
     }
 }
 
@@ -413,23 +419,17 @@ pub fn train(opts: &SelectorTrainOptions, mut progress: impl FnMut(&Progress)) -
                 opts.max_tokens,
             )?);
         }
-        let all_labels: Vec<bool> = seqs.iter().flat_map(|s| s.labels.iter().copied()).collect();
-        let (w_true, w_false) = balanced_weights(&all_labels);
+        let weights = label_weights(&seqs, opts.redundant_false_weight);
         grads.fill_zero();
         let mut loss = 0.0;
         let mut tokens = 0;
-        for seq in &seqs {
-            let weights: Vec<f32> = seq
-                .labels
-                .iter()
-                .map(|&l| (if l { w_true } else { w_false }) as f32)
-                .collect();
+        for (seq, weights) in seqs.iter().zip(&weights) {
             loss += loss_backward(
                 &trainer.base,
                 &params,
                 &seq.tokens,
                 &seq.scored,
-                &weights,
+                weights,
                 &mut grads,
             )? as f64;
             tokens += seq.tokens.len();
