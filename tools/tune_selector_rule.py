@@ -12,11 +12,14 @@ then scores with `kpg eval` what each rule would keep:
   src/rank/fusion.rs; `quality.fuse_and_cut` is its twin, checked against kpg's own output here).
 
 It prints present and absent F1@M (mean over the validation sets, then each set), present F1@5 and
-the duplicate-token ratio per rule, beside the ranker's cut. Offline, a rule does not feed its
+the duplicate-token ratio per rule, beside the ranker's cut. With `--rerank` it also judges the
+same pools with the selector as a reranker (`kpg select --rerank`: each candidate alone, the
+baseline of docs/QUALITY.md) and scores every rule over those P(true) as well, so that the two
+are compared on the same documents. Offline, a rule does not feed its
 decisions back into the selector's later answers; with ranker_fusion kpg does not either (the
 selector's greedy labels steer it, the fused cut only decides), so those rows are exact.
 
-    python3 tools/tune_selector_rule.py --selector DIR [--limit N] [--keep local/rule-DIR]
+    python3 tools/tune_selector_rule.py --selector DIR [--limit N] [--keep local/rule-DIR] [--rerank]
 
 `--keep` keeps (and reuses) the tagged files: tagging the full validation sets with a SmolLM2
 selector takes about 20 minutes on two cores, scoring all rules a few seconds.
@@ -59,6 +62,8 @@ def main():
     ap.add_argument("--vetoes", default="0.1,0.15,0.2,0.25")
     ap.add_argument("--weights", default="0.25,0.5,0.75,1.0")
     ap.add_argument("--fusion-thresholds", default="0.08,0.1,0.12,0.15,0.2")
+    ap.add_argument("--rerank", action="store_true",
+                    help="score the rules over the selector as a reranker too")
     a = ap.parse_args()
     work = a.keep or tempfile.mkdtemp(prefix="kpg-rule-")
     os.makedirs(work, exist_ok=True)
@@ -68,33 +73,67 @@ def main():
     rules += [(f"veto {v}", ("veto", v)) for v in floats(a.vetoes)]
     rules += [(f"ranker_fusion w {w} t {t}", ("fusion", w, t))
               for w in floats(a.weights) for t in floats(a.fusion_thresholds)]
-    scores = {name: [] for name, _ in rules}
+    judges = ["selector"] + (["rerank"] if a.rerank else [])
+    scores = {(j, name): [] for j in judges for name, _ in rules}
     for s in quality.VALID_SETS:
         gold, tokenized = quality.gold_path_valid(a.data, s)
         if a.limit:
             gold = quality.first_lines(gold, a.limit, os.path.join(work, f"gold.{s}.jsonl"))
         ranked = tag(gold, os.path.join(work, f"ranker.{s}.jsonl"), ["--no-selector"])
         judged = tag(gold, os.path.join(work, f"selector.{s}.jsonl"), ["--selector", a.selector])
-        p_true = {d["id"]: {c["phrase"]: c["p_true"] for c in d["candidates"] if "p_true" in c}
-                  for d in judged}
-        check_twin(a.selector, ranked, judged, p_true, cut)
-        for name, rule in rules:
-            pred = os.path.join(work, f"pred.{s}.jsonl")
-            with open(pred, "w") as f:
-                for d in ranked:
-                    kept = keep(rule, d["candidates"], p_true.get(d["id"], {}), cut)
-                    f.write(json.dumps({"id": d["id"], "keyphrases": kept}) + "\n")
-            r = quality.evaluate(pred, gold, tokenized)
-            scores[name].append((r["present"]["F1@M"], r["absent"]["F1@M"], r["present"]["F1@5"],
-                                 r["dup_token_ratio"]))
+        p_true = {"selector": p_true_of(judged)}
+        check_twin(a.selector, ranked, judged, p_true["selector"], cut)
+        if a.rerank:
+            p_true["rerank"] = p_true_of(rerank(a.selector, gold, ranked,
+                                                os.path.join(work, f"rerank.{s}.jsonl")))
+        for j in judges:
+            for name, rule in rules:
+                pred = os.path.join(work, f"pred.{s}.jsonl")
+                with open(pred, "w") as f:
+                    for d in ranked:
+                        kept = keep(rule, d["candidates"], p_true[j].get(d["id"], {}), cut)
+                        f.write(json.dumps({"id": d["id"], "keyphrases": kept}) + "\n")
+                r = quality.evaluate(pred, gold, tokenized)
+                scores[(j, name)].append((r["present"]["F1@M"], r["absent"]["F1@M"],
+                                          r["present"]["F1@5"], r["dup_token_ratio"]))
     sets = " / ".join(quality.VALID_SETS)
-    print(f"| rule | present F1@M (mean) | {sets} | absent F1@M | present F1@5 | dup-token ratio |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for name, _ in rules:
-        rows = scores[name]
-        mean = lambda i: sum(r[i] for r in rows) / len(rows)  # noqa: E731
-        each = " / ".join(f"{r[0]:.4f}" for r in rows)
-        print(f"| {name} | {mean(0):.4f} | {each} | {mean(1):.4f} | {mean(2):.4f} | {mean(3):.3f} |")
+    print(f"| P(true) from | rule | present F1@M (mean) | {sets} | absent F1@M | present F1@5 "
+          "| dup-token ratio |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for j in judges:
+        for name, _ in rules:
+            if j != "selector" and name == "ranker's cut":
+                continue
+            rows = scores[(j, name)]
+            mean = lambda i: sum(r[i] for r in rows) / len(rows)  # noqa: E731
+            each = " / ".join(f"{r[0]:.4f}" for r in rows)
+            print(f"| {j if rules[0][0] != name else '-'} | {name} | {mean(0):.4f} | {each} "
+                  f"| {mean(1):.4f} | {mean(2):.4f} | {mean(3):.3f} |")
+
+
+def p_true_of(judged):
+    return {d["id"]: {c["phrase"]: c["p_true"] for c in d["candidates"] if "p_true" in c}
+            for d in judged}
+
+
+def rerank(selector, gold, ranked, out):
+    """The ranked pools judged by the selector as a reranker (`kpg select --rerank`), as
+    quality.py's rerank system does."""
+    if not os.path.exists(out):
+        import gzip
+        with (gzip.open if gold.endswith(".gz") else open)(gold, "rt") as f:
+            docs = {str(d["id"]): d for d in map(json.loads, f)}
+        sel_in = out + ".select-input.jsonl"
+        with open(sel_in, "w") as o:
+            for t in ranked:
+                d = docs[str(t["id"])]
+                cands = [{"phrase": c["phrase"], "score": c["score"]} for c in t["candidates"]]
+                o.write(json.dumps({"id": t["id"], "title": d["title"], "abstract": d["abstract"],
+                                    "candidates": cands}) + "\n")
+        quality.run([KPG, "select", "--selector", selector, "--input", sel_in, "--output",
+                     out + ".part", "--rerank", "--threshold", "0.5"])
+        os.rename(out + ".part", out)
+    return [json.loads(line) for line in open(out)]
 
 
 def keep(rule, pool, p_true, cut):
