@@ -9,7 +9,9 @@ then scores with `kpg eval` what each rule would keep:
 - veto v: the ranker's cut less the candidates given P(true) below v;
 - ranker_fusion (w, t): the ranker's cut, at present threshold t, over
   sigmoid(logit(ranker probability) + w * logit(P(true))) (`kpg_selector.json`'s `ranker_fusion`,
-  src/rank/fusion.rs; `quality.fuse_and_cut` is its twin, checked against kpg's own output here).
+  src/rank/fusion.rs; `quality.fuse_and_cut` is its twin, checked against kpg's own output here);
+- first 5 of the fused order (w): lists of one length, whose duplicate-token ratio compares how
+  two judges order near-duplicates apart from how many candidates their cut keeps.
 
 It prints present and absent F1@M (mean over the validation sets, then each set), present F1@5 and
 the duplicate-token ratio per rule, beside the ranker's cut. With `--rerank` it also judges the
@@ -73,6 +75,9 @@ def main():
     rules += [(f"veto {v}", ("veto", v)) for v in floats(a.vetoes)]
     rules += [(f"ranker_fusion w {w} t {t}", ("fusion", w, t))
               for w in floats(a.weights) for t in floats(a.fusion_thresholds)]
+    # The first five of each fused order: lists of one length, so that the duplicate-token ratio
+    # measures how the order treats near-duplicates, not how many candidates a rule keeps.
+    rules += [(f"first 5 of the fused order, w {w}", ("first", w, 5)) for w in floats(a.weights)]
     judges = ["selector"] + (["rerank"] if a.rerank else [])
     scores = {(j, name): [] for j in judges for name, _ in rules}
     for s in quality.VALID_SETS:
@@ -143,6 +148,9 @@ def keep(rule, pool, p_true, cut):
         return [c["phrase"] for c in pool if p_true.get(c["phrase"], 0.0) >= rule[1]]
     if rule[0] == "veto":
         return [c["phrase"] for c in pool if c["selected"] and p_true.get(c["phrase"], 1.0) >= rule[1]]
+    if rule[0] == "first":
+        _, w, n = rule
+        return [c["phrase"] for c, _, _ in quality.fuse_and_cut(pool, p_true, w, None, cut)][:n]
     _, w, t = rule
     return [c["phrase"] for c, _, k in quality.fuse_and_cut(pool, p_true, w, t, cut) if k]
 
