@@ -73,32 +73,46 @@ def run(args):
     return r
 
 
+def read_docs(gold):
+    """A gold file's documents by id (as a string)."""
+    import gzip
+    opener = gzip.open if gold.endswith(".gz") else open
+    with opener(gold, "rt") as f:
+        return {str(d["id"]): d for d in map(json.loads, f)}
+
+
+def write_select_input(gold, pools, sel_in, arrange=None):
+    """`kpg select` records: each ranked pool (a `kpg tag` output line) with its document's title
+    and abstract from gold; `arrange` may reorder or cut each candidate list."""
+    docs = read_docs(gold)
+    with open(sel_in, "w") as o:
+        for t in pools:
+            d = docs[str(t["id"])]
+            cands = [{"phrase": c["phrase"], "score": c["score"]} for c in t["candidates"]]
+            if arrange:
+                cands = arrange(cands)
+            o.write(json.dumps({"id": t["id"], "title": d["title"], "abstract": d["abstract"],
+                                "candidates": cands}) + "\n")
+
+
 def select_on_pool(system, selector, gold, out, work):
     """The ranked pools of `kpg tag --no-selector`, then `kpg select` over them."""
     import random
     pool = out + ".pool.jsonl"
     run([KPG, "tag", "--no-selector", "--input", gold, "--output", pool, "--progress", "none"])
-    docs = {}
-    import gzip
-    opener = gzip.open if gold.endswith(".gz") else open
-    with opener(gold, "rt") as f:
-        for line in f:
-            d = json.loads(line)
-            docs[str(d["id"])] = d
     rng = random.Random(0)
+    arrange = None
+    if system == "selector-random":
+        cfg = json.load(open(os.path.join(selector, "kpg_selector.json")))
+
+        def arrange(cands):
+            cands = sorted(cands, key=lambda c: -c["score"])
+            cands = cands[: cfg.get("max_candidates") or len(cands)]
+            rng.shuffle(cands)
+            return cands
     sel_in = out + ".select-input.jsonl"
-    with open(pool) as f, open(sel_in, "w") as o:
-        for line in f:
-            t = json.loads(line)
-            d = docs[str(t["id"])]
-            cands = [{"phrase": c["phrase"], "score": c["score"]} for c in t["candidates"]]
-            if system == "selector-random":
-                cands.sort(key=lambda c: -c["score"])
-                cfg = json.load(open(os.path.join(selector, "kpg_selector.json")))
-                cands = cands[: cfg.get("max_candidates") or len(cands)]
-                rng.shuffle(cands)
-            o.write(json.dumps({"id": t["id"], "title": d["title"], "abstract": d["abstract"],
-                                "candidates": cands}) + "\n")
+    with open(pool) as f:
+        write_select_input(gold, map(json.loads, f), sel_in, arrange)
     args = [KPG, "select", "--selector", selector, "--input", sel_in, "--output", out]
     if system == "selector-random":
         args.append("--keep-order")

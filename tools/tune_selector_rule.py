@@ -93,6 +93,8 @@ def main():
                                                 os.path.join(work, f"rerank.{s}.jsonl")))
         for j in judges:
             for name, rule in rules:
+                if j != "selector" and rule is None:
+                    continue  # the ranker's cut does not read P(true): scored once
                 pred = os.path.join(work, f"pred.{s}.jsonl")
                 with open(pred, "w") as f:
                     for d in ranked:
@@ -125,16 +127,8 @@ def rerank(selector, gold, ranked, out):
     """The ranked pools judged by the selector as a reranker (`kpg select --rerank`), as
     quality.py's rerank system does."""
     if not os.path.exists(out):
-        import gzip
-        with (gzip.open if gold.endswith(".gz") else open)(gold, "rt") as f:
-            docs = {str(d["id"]): d for d in map(json.loads, f)}
         sel_in = out + ".select-input.jsonl"
-        with open(sel_in, "w") as o:
-            for t in ranked:
-                d = docs[str(t["id"])]
-                cands = [{"phrase": c["phrase"], "score": c["score"]} for c in t["candidates"]]
-                o.write(json.dumps({"id": t["id"], "title": d["title"], "abstract": d["abstract"],
-                                    "candidates": cands}) + "\n")
+        quality.write_select_input(gold, ranked, sel_in)
         quality.run([KPG, "select", "--selector", selector, "--input", sel_in, "--output",
                      out + ".part", "--rerank", "--threshold", "0.5"])
         os.rename(out + ".part", out)
