@@ -95,16 +95,15 @@ def write_select_input(gold, pools, sel_in, arrange=None):
                                 "candidates": cands}) + "\n")
 
 
-def select_on_pool(system, selector, gold, out, work):
+def select_on_pool(system, selector, gold, out):
     """The ranked pools of `kpg tag --no-selector`, then `kpg select` over them."""
     import random
+    cfg = json.load(open(os.path.join(selector, "kpg_selector.json")))
     pool = out + ".pool.jsonl"
     run([KPG, "tag", "--no-selector", "--input", gold, "--output", pool, "--progress", "none"])
     rng = random.Random(0)
     arrange = None
     if system == "selector-random":
-        cfg = json.load(open(os.path.join(selector, "kpg_selector.json")))
-
         def arrange(cands):
             cands = sorted(cands, key=lambda c: -c["score"])
             cands = cands[: cfg.get("max_candidates") or len(cands)]
@@ -117,10 +116,9 @@ def select_on_pool(system, selector, gold, out, work):
     if system == "selector-random":
         args.append("--keep-order")
     else:
-        cfg = json.load(open(os.path.join(selector, "kpg_selector.json")))
         args += ["--rerank", "--threshold", str(cfg.get("keep_threshold") or 0.5)]
     run(args)
-    fusion = json.load(open(os.path.join(selector, "kpg_selector.json"))).get("ranker_fusion")
+    fusion = cfg.get("ranker_fusion")
     if fusion:
         # The rule `kpg tag` applies with this selector (its twin, below), so that the three
         # selector systems differ only in how P(true) was obtained.
@@ -184,7 +182,7 @@ def gold_path(data, s):
 
 def predict(system, gold, out, work, selector=None):
     if system in ("selector-random", "rerank"):
-        select_on_pool(system, selector, gold, out, work)
+        select_on_pool(system, selector, gold, out)
         return None
     if system in ("tfidf", "yake", "rake"):
         here = os.path.dirname(os.path.abspath(__file__))
