@@ -38,10 +38,13 @@ def main():
     dirs, weights = [], []
     for spec in a.adapters:
         d, _, w = spec.rpartition(":")
+        try:
+            weights.append(float(w))
+        except ValueError:
+            raise SystemExit(f"{spec}: expected DIR:WEIGHT, WEIGHT a number") from None
         if not d:
             raise SystemExit(f"{spec}: expected DIR:WEIGHT")
         dirs.append(d)
-        weights.append(float(w))
     cfgs = [json.load(open(os.path.join(d, "adapter_config.json"))) for d in dirs]
     tensors = [load_file(os.path.join(d, "adapter_model.safetensors")) for d in dirs]
     for d, cfg, t in zip(dirs[1:], cfgs[1:], tensors[1:]):
@@ -49,6 +52,7 @@ def main():
             raise SystemExit(f"{d}: target_modules differ from {dirs[0]}'s")
         if set(t) != set(tensors[0]):
             raise SystemExit(f"{d}: its tensors are not {dirs[0]}'s")
+    for d, cfg in zip(dirs, cfgs):
         if cfg.get("rank_pattern") or cfg.get("alpha_pattern") or cfg.get("use_dora"):
             raise SystemExit(f"{d}: rank_pattern, alpha_pattern and DoRA are not supported")
     out = {}
