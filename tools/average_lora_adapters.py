@@ -9,7 +9,7 @@ exactly the average of the updates, at the cost of a larger rank (r 8 + r 8 → 
 multiply-adds a token).
 
     python3 tools/average_lora_adapters.py --out local/sel-avg \
-        models/selector:0.5 checkpoints/selector-smollm2-r8-redundant6:0.5
+        checkpoints/selector-smollm2-r8-mixed:0.25 checkpoints/selector-smollm2-r8-redundant6:0.75
 
 The output directory gets adapter_config.json (the first adapter's, with r, lora_alpha and
 use_rslora changed) and adapter_model.safetensors; the first adapter's kpg_selector.json is
